@@ -1,0 +1,35 @@
+"""mcp-trainer: a persistent, crash-safe training queue with an MCP face.
+
+The public Python API is exactly `__all__`; it never imports `mcp`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError, TrainerError
+from mcp_trainer.models import ErrorKind, Priority, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
+from mcp_trainer.service import TrainingService
+from mcp_trainer.specs import SVMSpec, TaskSpec
+from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
+
+__all__ = [
+    "ErrorKind",
+    "InvalidInputError",
+    "InvalidStateError",
+    "Priority",
+    "Progress",
+    "QueueStatus",
+    "SVMSpec",
+    "TaskError",
+    "TaskNotFoundError",
+    "TaskPage",
+    "TaskRecord",
+    "TaskResult",
+    "TaskSpec",
+    "TaskStatus",
+    "TaskStatusView",
+    "TrainerError",
+    "TrainingService",
+    "__version__",
+]

@@ -1,0 +1,104 @@
+"""The `trained_models/<model_id>/` layout: model file, `metadata.json`, `reports/`.
+
+A model directory is assembled under a temporary name and renamed into place in one step, so a
+directory named like a model id is always complete. `metadata.json` records the sha256 of the model
+file: only a file whose hash matches may ever be unpickled (pickle runs code when loaded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.ids import check_model_id
+
+__all__ = [
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "REPORTS_DIR",
+    "model_dir",
+    "read_metadata",
+    "save_model_dir",
+    "sha256_of",
+]
+
+MODEL_FILE = "model.pkl"
+METADATA_FILE = "metadata.json"
+REPORTS_DIR = "reports"
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_dir(models_dir: Path, model_id: str) -> Path:
+    return Path(models_dir) / check_model_id(model_id)
+
+
+def read_metadata(models_dir: Path, model_id: str) -> dict[str, Any]:
+    """The metadata of a saved model; raises InvalidInputError if there is no such model."""
+    path = model_dir(models_dir, model_id) / METADATA_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(
+            f"No model {model_id} in {models_dir}.", "A completed task's status names its model id."
+        ) from None
+    return data
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in [*root.rglob("*"), root]:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_model_dir(
+    models_dir: Path,
+    model_id: str,
+    write_model: Callable[[Path], None],
+    metadata: Mapping[str, Any],
+    reports: Mapping[str, str | bytes],
+) -> Path:
+    """Write a complete model directory atomically and return its path.
+
+    `write_model(path)` writes the model file; its sha256 is added to the metadata as `model_sha256`.
+    """
+    final = model_dir(models_dir, model_id)
+    tmp = final.with_name(f".tmp-{model_id}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / REPORTS_DIR).mkdir(parents=True)
+    try:
+        write_model(tmp / MODEL_FILE)
+        meta = {**metadata, "model_file": MODEL_FILE, "model_sha256": sha256_of(tmp / MODEL_FILE)}
+        for name, content in reports.items():
+            target = tmp / REPORTS_DIR / name
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        _fsync_tree(tmp)
+        if final.exists():  # left by an earlier attempt of the same task that did not record its result
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
+    return final

@@ -1,0 +1,226 @@
+"""How one task runs in a worker process, and how it is stopped.
+
+Each task gets its own process, which makes itself the leader of a new process group, so that a stop
+reaches everything the task started (joblib/loky helpers, data loaders) with one `killpg`.
+
+Start method: forkserver. `fork` from the server would copy a process that runs threads (anyio's worker
+threads, the MCP transport), which can deadlock the child; `spawn` pays the full import of scikit-learn,
+pandas and Optuna (~3 s here) for every task. The forkserver is a clean single-threaded process that
+imports those modules once (`PRELOAD`), and forks each worker from there in milliseconds. The server
+process itself never imports them (invariant: the server stays light).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from multiprocessing import popen_forkserver, spawn
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerProcess
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+
+from mcp_trainer.models import TaskRecord
+from mcp_trainer.worker import worker_main
+
+__all__ = ["PRELOAD", "ProcessExecutor", "WorkerHandle", "kill_process_group", "process_group_alive"]
+
+PRELOAD = ["mcp_trainer.worker", "mcp_trainer.trainers.preload"]
+
+WorkerMessage = tuple[str, dict[str, Any]]
+
+
+@dataclass
+class WorkerHandle:
+    task_id: str
+    process: BaseProcess
+    conn: Connection
+    pid: int
+    create_time: float | None
+    stop_requested: bool = False
+    messages: list[WorkerMessage] = field(default_factory=list)
+
+
+def process_group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is in group `pgid`."""
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) == pgid and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess, PermissionError):
+            continue
+    return False
+
+
+def kill_process_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to the group led by `pid` and to `pid` itself; a vanished target is not an error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+class ProcessExecutor:
+    """Starts, watches and stops worker processes."""
+
+    def __init__(
+        self,
+        queue_dir: Path,
+        models_dir: Path,
+        *,
+        stop_grace_s: float = 0.3,
+        term_grace_s: float = 0.3,
+    ) -> None:
+        self.queue_dir = queue_dir
+        self.models_dir = models_dir
+        self.stop_grace_s = stop_grace_s
+        self.term_grace_s = term_grace_s
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(PRELOAD)
+
+    def warm_up(self) -> None:
+        """Start the forkserver (and its imports) now rather than on the first task. Blocking."""
+        p = _WorkerProcess(target=_noop, daemon=False)
+        p.start()
+        p.join()
+
+    async def start(self, record: TaskRecord) -> WorkerHandle:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = _WorkerProcess(
+            target=worker_main,
+            args=(child, record.model_dump_json(), str(self.queue_dir), str(self.models_dir), os.getpid()),
+            name=f"mcp-trainer:{record.task_id}",
+            daemon=False,
+        )
+        # The first start launches the forkserver, which imports the heavy modules: keep it off the loop.
+        await anyio.to_thread.run_sync(process.start)
+        child.close()
+        assert process.pid is not None
+        try:
+            create_time: float | None = psutil.Process(process.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = None
+        return WorkerHandle(record.task_id, process, parent, process.pid, create_time)
+
+    async def messages(self, handle: WorkerHandle) -> AsyncIterator[WorkerMessage]:
+        """Yield the worker's messages until it exits; then make sure its whole group is gone."""
+        try:
+            while True:
+                while _poll(handle.conn):
+                    try:
+                        msg = handle.conn.recv()
+                    except (EOFError, OSError):
+                        break
+                    handle.messages.append(msg)
+                    yield msg
+                if not handle.process.is_alive():
+                    break
+                await _readable_any(handle.conn, handle.process.sentinel, timeout=1.0)
+            while _poll(handle.conn):  # a message sent just before exit
+                try:
+                    msg = handle.conn.recv()
+                except (EOFError, OSError):
+                    break
+                yield msg
+        finally:
+            await self._reap(handle)
+
+    async def _reap(self, handle: WorkerHandle) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(handle.process.join, 5.0)
+            # Helpers the worker started may outlive it; they share its group.
+            deadline = time.monotonic() + 5.0
+            while process_group_alive(handle.pid) and time.monotonic() < deadline:
+                kill_process_group(handle.pid, signal.SIGKILL)
+                await anyio.sleep(0.01)
+            handle.conn.close()
+
+    async def stop(self, handle: WorkerHandle) -> None:
+        """Stop the task: cooperative request, then SIGTERM to the group, then SIGKILL; returns once it's gone."""
+        handle.stop_requested = True
+        with contextlib.suppress(OSError, ValueError):
+            handle.conn.send(("stop", {}))
+        if await self._exited_within(handle, self.stop_grace_s):
+            return
+        kill_process_group(handle.pid, signal.SIGTERM)
+        if await self._exited_within(handle, self.term_grace_s):
+            return
+        kill_process_group(handle.pid, signal.SIGKILL)
+        await self._exited_within(handle, 5.0)
+
+    async def _exited_within(self, handle: WorkerHandle, seconds: float) -> bool:
+        # Polls rather than waiting on the sentinel: `messages` may be waiting on it already.
+        deadline = time.monotonic() + seconds
+        while handle.process.is_alive():
+            if time.monotonic() >= deadline:
+                return False
+            await anyio.sleep(0.005)
+        return True
+
+
+def _poll(conn: Connection) -> bool:
+    try:
+        return conn.poll()
+    except (OSError, ValueError):
+        return False
+
+
+async def _readable_any(*objs: Any, timeout: float) -> None:
+    """Return when any of the file-like objects is readable, or after `timeout`."""
+    with anyio.move_on_after(timeout):
+        async with anyio.create_task_group() as tg:
+
+            async def wait_one(obj: Any) -> None:
+                await anyio.wait_readable(obj)
+                tg.cancel_scope.cancel()
+
+            for obj in objs:
+                tg.start_soon(wait_one, obj)
+
+
+def _noop() -> None:
+    return None
+
+
+_launch_lock = threading.Lock()
+
+
+class _PopenWithoutMain(popen_forkserver.Popen):
+    """Launch without re-importing the parent's `__main__` in the worker.
+
+    multiprocessing re-runs the parent's main script in each child so that functions defined there can be
+    unpickled. Workers run `worker_main` from this package, so that is never needed, and a caller's script
+    without an `if __name__ == "__main__":` guard would otherwise start a second service inside every worker.
+    """
+
+    def _launch(self, process_obj: Any) -> None:
+        original = spawn.get_preparation_data
+
+        def without_main(name: str) -> dict[str, Any]:
+            data: dict[str, Any] = original(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        with _launch_lock:
+            spawn.get_preparation_data = without_main  # type: ignore[assignment]
+            try:
+                super()._launch(process_obj)
+            finally:
+                spawn.get_preparation_data = original  # type: ignore[assignment]
+
+
+class _WorkerProcess(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _PopenWithoutMain:  # noqa: N802 - multiprocessing's name
+        return _PopenWithoutMain(process_obj)

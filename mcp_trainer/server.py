@@ -1,0 +1,269 @@
+"""The MCP face: tools that validate, call the TrainingService, and shape results. No training logic here."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from mcp_trainer import __version__
+from mcp_trainer.errors import TrainerError
+from mcp_trainer.service import DEFAULT_CONCURRENCY, MAX_PAGE, TrainingService
+from mcp_trainer.specs import MAX_FOLDS, MAX_TRIALS
+from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
+
+__all__ = ["MAX_WAIT_S", "ServerConfig", "SubmitResult", "TaskLogs", "build_server"]
+
+MAX_WAIT_S = 45.0  # desktop hosts cut a tool call after about 60 s
+
+INSTRUCTIONS = """\
+Runs real training jobs on this machine. Training never happens inside a tool call:
+1. submit_training_task returns a task_id at once; the task waits in a persistent queue.
+2. Poll get_task_status (or wait_for_task, which returns within 45 s) until status is completed,
+   failed or cancelled. Progress is numeric: percent, phase, trial i of n, best score, eta_s.
+3. On completion the status names model_id and held-out metrics; on failure it gives a classified error
+   with a hint. cancel_training_task stops a task for real. get_queue_status shows the load.
+Paths (data_source) are paths on the machine that runs this server."""
+
+TaskId = Annotated[
+    str, Field(description="Id returned by submit_training_task, e.g. task_20261122T143000_8f3a2c1d")
+]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    queue_dir: Path = Path("queue")
+    models_dir: Path = Path("trained_models")
+    max_concurrent: int = DEFAULT_CONCURRENCY
+    execute: bool = True
+
+
+class SubmitResult(BaseModel):
+    task_id: str
+    status: str
+    queue_position: int | None = Field(description="1 = next to start")
+    message: str
+
+
+class TaskLogs(BaseModel):
+    task_id: str
+    status: str
+    lines: list[str]
+
+
+@contextlib.contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Errors the caller can fix become tool errors (isError) with their actionable message."""
+    try:
+        yield
+    except TrainerError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def _service(ctx: Context) -> TrainingService:
+    service: TrainingService = ctx.request_context.lifespan_context
+    return service
+
+
+def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingService]:
+    """The MCP server over a TrainingService built from `config` when a session starts."""
+    cfg = config or ServerConfig()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: MCPServer[TrainingService]) -> AsyncIterator[TrainingService]:
+        async with TrainingService(
+            cfg.queue_dir, cfg.models_dir, max_concurrent=cfg.max_concurrent, execute=cfg.execute
+        ) as service:
+            yield service
+
+    server: MCPServer[TrainingService] = MCPServer(
+        "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+    )
+
+    @server.tool()
+    async def submit_training_task(
+        ctx: Context,
+        task_type: Annotated[
+            Literal["svm_classification", "svm_regression"],
+            Field(
+                description="svm_classification predicts a category; svm_regression a number (or several)."
+            ),
+        ],
+        data_source: Annotated[str, Field(description="Absolute path of a CSV file with a header row.")],
+        target_column: Annotated[
+            str | list[str],
+            Field(description="Column to predict; svm_regression accepts a list (multi-output)."),
+        ],
+        feature_columns: Annotated[
+            list[str] | None, Field(description="Columns to use as inputs; default: all but the target.")
+        ] = None,
+        kernel: Annotated[
+            Literal["linear", "rbf", "poly", "sigmoid"] | None,
+            Field(description="Fix the kernel; leave unset to let the search choose."),
+        ] = None,
+        C: Annotated[
+            float | None, Field(gt=0, le=1e6, description="Fix C; unset = tuned (1e-3..1e3).")
+        ] = None,
+        gamma: Annotated[
+            float | Literal["scale", "auto"] | None,
+            Field(description="Fix gamma (>0, or 'scale'/'auto'); unset = tuned (1e-4..10, log scale)."),
+        ] = None,
+        degree: Annotated[
+            int | None, Field(ge=1, le=6, description="poly kernel degree; unset = tuned.")
+        ] = None,
+        epsilon: Annotated[
+            float | None, Field(ge=0, le=1e3, description="svm_regression only: tube width; unset = tuned.")
+        ] = None,
+        scale_features: Annotated[bool, Field(description="Standardise numeric features.")] = True,
+        optimize_hyperparameters: Annotated[
+            bool, Field(description="Run an Optuna search; false = train once with fixed/default parameters.")
+        ] = True,
+        n_trials: Annotated[int, Field(ge=1, le=MAX_TRIALS, description="Search trials.")] = 50,
+        cv_folds: Annotated[
+            int, Field(ge=2, le=MAX_FOLDS, description="Cross-validation folds per trial.")
+        ] = 5,
+        scoring: Annotated[
+            str | None,
+            Field(
+                description="Classification: accuracy (default), balanced_accuracy, f1_macro, f1_weighted, "
+                "precision_macro, recall_macro, roc_auc. Regression: r2 (default), neg_mean_squared_error, "
+                "neg_root_mean_squared_error, neg_mean_absolute_error."
+            ),
+        ] = None,
+        test_size: Annotated[
+            float, Field(gt=0, le=0.5, description="Held-out share for final metrics.")
+        ] = 0.2,
+        missing_values: Annotated[
+            Literal["impute", "error"],
+            Field(description="impute fills missing features (median / most frequent); error refuses them."),
+        ] = "impute",
+        validate_data: Annotated[
+            bool,
+            Field(description="Scan the whole file before queueing (false: header only, for huge files)."),
+        ] = True,
+        random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42,
+        user_id: Annotated[str | None, Field(max_length=200, description="Who the task is for.")] = None,
+        priority: Annotated[Literal["high", "normal", "low"], Field(description="Queue class.")] = "normal",
+        name: Annotated[str | None, Field(max_length=200, description="A label for humans.")] = None,
+        max_attempts: Annotated[
+            int, Field(ge=1, le=10, description="Attempts when a worker dies unexpectedly.")
+        ] = 3,
+    ) -> SubmitResult:
+        """Queue a training task and return its task_id at once (training runs in the background).
+
+        The CSV is checked first: an unknown column, a one-class target, too few rows for the folds or
+        text that cannot be encoded is refused with a message saying how to fix it, and no task is created.
+        Follow up with get_task_status or wait_for_task."""
+        spec = {
+            "task_type": task_type,
+            "data_source": data_source,
+            "target_column": target_column,
+            "feature_columns": feature_columns,
+            "kernel": kernel,
+            "C": C,
+            "gamma": gamma,
+            "degree": degree,
+            "epsilon": epsilon,
+            "scale_features": scale_features,
+            "optimize_hyperparameters": optimize_hyperparameters,
+            "n_trials": n_trials,
+            "cv_folds": cv_folds,
+            "scoring": scoring,
+            "test_size": test_size,
+            "missing_values": missing_values,
+            "validate_data": validate_data,
+            "random_state": random_state,
+        }
+        with _tool_errors():
+            view = await _service(ctx).submit(
+                {k: v for k, v in spec.items() if v is not None},
+                name=name,
+                user_id=user_id,
+                priority=priority,
+                max_attempts=max_attempts,
+            )
+        return SubmitResult(
+            task_id=view.task_id,
+            status=view.status.value,
+            queue_position=view.queue_position,
+            message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
+        )
+
+    @server.tool()
+    async def get_task_status(ctx: Context, task_id: TaskId) -> TaskStatusView:
+        """Status of one task: status, progress percent, phase, trial i of n with the best score, elapsed and
+        estimated remaining seconds; model_id and metrics once completed; a classified error if failed."""
+        with _tool_errors():
+            return _service(ctx).status(task_id)
+
+    @server.tool()
+    async def list_training_tasks(
+        ctx: Context,
+        status: Annotated[
+            Literal["queued", "running", "retrying", "completed", "failed", "cancelled"] | None,
+            Field(description="Only tasks in this status."),
+        ] = None,
+        task_type: Annotated[str | None, Field(description="Only tasks of this type.")] = None,
+        user_id: Annotated[str | None, Field(description="Only this user's tasks.")] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Tasks per page.")] = 20,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
+    ) -> TaskPage:
+        """Tasks newest first, with filters; pass next_cursor back as cursor for the next page."""
+        with _tool_errors():
+            return await _service(ctx).list_tasks(
+                status=status, task_type=task_type, user_id=user_id, limit=limit, cursor=cursor
+            )
+
+    @server.tool()
+    async def cancel_training_task(ctx: Context, task_id: TaskId) -> TaskStatusView:
+        """Cancel a queued task (it never starts) or stop a running one (its processes are ended), and
+        return the resulting status. Cancelling a completed, failed or cancelled task is an error."""
+        with _tool_errors():
+            return await _service(ctx).cancel(task_id)
+
+    @server.tool()
+    async def get_queue_status(ctx: Context) -> QueueStatus:
+        """Running and waiting counts, the concurrency limit, counts per status, and CPU, memory, disk
+        and GPU use of the machine."""
+        with _tool_errors():
+            return await _service(ctx).queue_status()
+
+    @server.tool()
+    async def wait_for_task(
+        ctx: Context,
+        task_id: TaskId,
+        timeout_s: Annotated[
+            float, Field(ge=0, le=MAX_WAIT_S, description=f"Seconds to wait at most (≤ {MAX_WAIT_S:.0f}).")
+        ] = 30.0,
+    ) -> TaskStatusView:
+        """Wait until the task ends or timeout_s passes, sending progress notifications meanwhile; returns
+        the status either way. Call it again to keep waiting. Abandoning the wait never cancels the task."""
+
+        async def notify(view: TaskStatusView) -> None:
+            detail = f"{view.phase}"
+            if view.trial is not None and view.n_trials:
+                detail += f", trial {view.trial}/{view.n_trials}, best {view.best_score}"
+            await ctx.report_progress(view.progress, 100.0, detail)
+
+        with _tool_errors():
+            return await _service(ctx).wait(task_id, min(timeout_s, MAX_WAIT_S), on_progress=notify)
+
+    @server.tool()
+    async def get_task_logs(
+        ctx: Context,
+        task_id: TaskId,
+        tail: Annotated[int, Field(ge=1, le=5000, description="How many of the last lines.")] = 100,
+    ) -> TaskLogs:
+        """The last lines logged by the task's worker process (all attempts)."""
+        with _tool_errors():
+            service = _service(ctx)
+            lines = await service.logs(task_id, tail)
+            return TaskLogs(task_id=task_id, status=service.status(task_id).status.value, lines=lines)
+
+    return server

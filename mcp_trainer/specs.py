@@ -1,0 +1,124 @@
+"""What a caller asks for: one pydantic spec per family of task types, validated before a task exists."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "CLASSIFICATION_SCORING",
+    "REGRESSION_SCORING",
+    "TASK_TYPES",
+    "SVMSpec",
+    "TaskSpec",
+]
+
+Kernel = Literal["linear", "rbf", "poly", "sigmoid"]
+
+CLASSIFICATION_SCORING = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "roc_auc",
+)
+REGRESSION_SCORING = (
+    "r2",
+    "neg_mean_squared_error",
+    "neg_root_mean_squared_error",
+    "neg_mean_absolute_error",
+)
+
+MAX_TRIALS = 1000
+MAX_FOLDS = 20
+
+
+class SVMSpec(BaseModel):
+    """A support-vector classifier or regressor on a CSV file, optionally tuned by an Optuna search."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: Literal["svm_classification", "svm_regression"]
+    data_source: Annotated[str, Field(min_length=1, description="Path to a CSV file with a header row.")]
+    target_column: str | list[str] = Field(
+        description="Column to predict; regression may name several columns (multi-output)."
+    )
+    feature_columns: list[str] | None = Field(
+        default=None, description="Columns to train on; default: every column but the target."
+    )
+    kernel: Kernel | None = Field(
+        default=None, description="Fixes the kernel; when unset the search chooses it (rbf without a search)."
+    )
+    C: Annotated[float, Field(gt=0, le=1e6)] | None = Field(
+        default=None, description="Fixes the regularisation strength; when unset the search tunes it."
+    )
+    gamma: Annotated[float, Field(gt=0, le=1e4)] | Literal["scale", "auto"] | None = Field(
+        default=None, description="Fixes the kernel coefficient; when unset the search tunes it."
+    )
+    degree: Annotated[int, Field(ge=1, le=6)] | None = Field(
+        default=None, description="Degree of the poly kernel; when unset the search tunes it (2-5)."
+    )
+    epsilon: Annotated[float, Field(ge=0, le=1e3)] | None = Field(
+        default=None, description="Regression only: width of the no-penalty tube."
+    )
+    scale_features: bool = True
+    optimize_hyperparameters: bool = True
+    n_trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = 50
+    cv_folds: Annotated[int, Field(ge=2, le=MAX_FOLDS)] = 5
+    scoring: str | None = None
+    test_size: Annotated[float, Field(gt=0.0, le=0.5)] = 0.2
+    missing_values: Literal["impute", "error"] = "impute"
+    validate_data: bool = True
+    random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type.endswith("classification")
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.target_column] if isinstance(self.target_column, str) else list(self.target_column)
+
+    @field_validator("target_column")
+    @classmethod
+    def _targets_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        names = [value] if isinstance(value, str) else value
+        if not names or any(not n for n in names):
+            raise ValueError("name at least one target column")
+        if len(set(names)) != len(names):
+            raise ValueError("target columns repeat")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SVMSpec:
+        if self.is_classification:
+            if isinstance(self.target_column, list) and len(self.target_column) > 1:
+                raise ValueError(
+                    "svm_classification predicts one target column; pass a single name "
+                    "(several columns are only for svm_regression)"
+                )
+            if self.epsilon is not None:
+                raise ValueError("epsilon applies to svm_regression only; leave it out for classification")
+        allowed = CLASSIFICATION_SCORING if self.is_classification else REGRESSION_SCORING
+        if self.scoring is not None and self.scoring not in allowed:
+            raise ValueError(
+                f"scoring {self.scoring!r} is not one of {', '.join(allowed)} for {self.task_type}"
+            )
+        if self.feature_columns is not None:
+            overlap = set(self.feature_columns) & set(self.targets)
+            if overlap:
+                raise ValueError(f"feature_columns include the target {sorted(overlap)}; remove it")
+            if not self.feature_columns:
+                raise ValueError("feature_columns is empty; leave it out to use every non-target column")
+        return self
+
+    @property
+    def effective_scoring(self) -> str:
+        return self.scoring or ("accuracy" if self.is_classification else "r2")
+
+
+TaskSpec = SVMSpec
+TASK_TYPES: tuple[str, ...] = ("svm_classification", "svm_regression")

@@ -1,0 +1,84 @@
+"""The machine's CPU, memory, disk and GPU use, for queue status."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pydantic import BaseModel
+
+__all__ = ["GpuInfo", "MachineStatus", "machine_status"]
+
+
+class GpuInfo(BaseModel):
+    index: int
+    name: str
+    memory_used_mb: float
+    memory_total_mb: float
+    utilization_percent: float | None = None
+
+
+class MachineStatus(BaseModel):
+    cpu_count: int
+    cpu_percent: float
+    memory_used_percent: float
+    memory_available_mb: float
+    disk_free_mb: float
+    disk_used_percent: float
+    gpus: list[GpuInfo]
+
+
+def _gpus() -> list[GpuInfo]:
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no GPU: the normal case on most machines
+        return []
+    out: list[GpuInfo] = []
+    try:
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem: Any = pynvml.nvmlDeviceGetMemoryInfo(h)
+            name = pynvml.nvmlDeviceGetName(h)
+            util: float | None = None
+            with contextlib.suppress(Exception):
+                util = float(pynvml.nvmlDeviceGetUtilizationRates(h).gpu)
+            out.append(
+                GpuInfo(
+                    index=i,
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    memory_used_mb=round(mem.used / 2**20, 1),
+                    memory_total_mb=round(mem.total / 2**20, 1),
+                    utilization_percent=util,
+                )
+            )
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+    return out
+
+
+_gpu_cache: list[GpuInfo] | None = None
+
+
+def machine_status(disk_path: Path) -> MachineStatus:
+    """A snapshot; CPU percent is measured since the previous call (non-blocking)."""
+    global _gpu_cache
+    mem = psutil.virtual_memory()
+    disk = psutil.disk_usage(str(disk_path))
+    if _gpu_cache is None or _gpu_cache:
+        _gpu_cache = _gpus()  # with no GPU, stop asking: nvmlInit costs milliseconds each time
+    return MachineStatus(
+        cpu_count=psutil.cpu_count() or 1,
+        cpu_percent=psutil.cpu_percent(interval=None),
+        memory_used_percent=mem.percent,
+        memory_available_mb=round(mem.available / 2**20, 1),
+        disk_free_mb=round(disk.free / 2**20, 1),
+        disk_used_percent=disk.percent,
+        gpus=_gpu_cache,
+    )

@@ -1,0 +1,78 @@
+"""The contract between a worker and a trainer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcp_trainer.ids import model_id_for
+from mcp_trainer.models import Progress, TaskRecord, TaskResult
+
+__all__ = ["DataError", "StopRequested", "Trainer", "WorkerContext"]
+
+
+class StopRequested(Exception):
+    """Raised inside a trainer when its task was asked to stop."""
+
+
+class DataError(Exception):
+    """The data or the parameters cannot be trained on; retrying will not help."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class WorkerContext:
+    """What a trainer gets: its task, where to write, how to report progress and notice a stop."""
+
+    record: TaskRecord
+    models_dir: Path
+    work_dir: Path
+    send: Callable[[tuple[str, dict[str, Any]]], None]
+    stop_event: threading.Event
+    min_interval_s: float = 0.25
+    progress: Progress = field(default_factory=lambda: Progress(phase="starting"))
+    _last_sent: float = 0.0
+
+    @property
+    def model_id(self) -> str:
+        return model_id_for(self.record.task_id)
+
+    def should_stop(self) -> bool:
+        return self.stop_event.is_set()
+
+    def check_stop(self) -> None:
+        """Raise StopRequested if the task was asked to stop; call it between units of work."""
+        if self.stop_event.is_set():
+            raise StopRequested
+
+    def report(self, *, force: bool = False, **fields: Any) -> None:
+        """Update progress fields (see `Progress`); sends at most every `min_interval_s` unless forced."""
+        phase_changed = "phase" in fields and fields["phase"] != self.progress.phase
+        self.progress = self.progress.model_copy(update=fields)
+        now = time.monotonic()
+        if force or phase_changed or now - self._last_sent >= self.min_interval_s:
+            self._last_sent = now
+            self.progress.updated_at = time.time()
+            self.send(("progress", self.progress.model_dump(mode="json")))
+
+
+class Trainer(ABC):
+    """Runs one task to completion inside a worker process.
+
+    `run` reports progress through `ctx.report`, calls `ctx.check_stop()` between units of work (trials,
+    epochs), writes its model under `ctx.models_dir / ctx.model_id`, and returns the result. It raises
+    `DataError` for input it cannot use and `StopRequested` when asked to stop; anything else is treated
+    as a failure of the trainer. A trainer that can resume keeps its state under `ctx.work_dir`.
+    """
+
+    @abstractmethod
+    def run(self, ctx: WorkerContext) -> TaskResult: ...

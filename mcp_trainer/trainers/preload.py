@@ -1,0 +1,5 @@
+"""Imported once by the forkserver so that every worker starts with the heavy modules already loaded."""
+
+from __future__ import annotations
+
+import mcp_trainer.trainers.svm  # noqa: F401

@@ -1,0 +1,139 @@
+"""Tabular data for scikit-learn trainers: read the CSV, split features and target, build the preprocessor."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mcp_trainer.preflight import ENCODING, NA_VALUES, min_rows_for
+from mcp_trainer.specs import SVMSpec
+from mcp_trainer.trainers.base import DataError
+
+__all__ = ["TabularData", "build_preprocessor", "file_sha256", "load_tabular"]
+
+
+@dataclass
+class TabularData:
+    X: pd.DataFrame
+    y: Any  # 1-d array for one target, 2-d for several
+    numeric: list[str]
+    categorical: list[str]
+    targets: list[str]
+    classes: list[Any] | None
+    rows_dropped: int
+    sha256: str
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_tabular(spec: SVMSpec) -> TabularData:
+    """Read and check the data of `spec`; raises DataError with an actionable message."""
+    path = Path(spec.data_source).expanduser()
+    try:
+        frame = pd.read_csv(
+            path,
+            encoding=ENCODING,
+            na_values=sorted(NA_VALUES),
+            keep_default_na=False,
+            skipinitialspace=True,
+        )
+    except FileNotFoundError:
+        raise DataError(
+            f"data_source {str(path)!r} no longer exists.", "Restore the file and submit again."
+        ) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"data_source {str(path)!r} could not be read as CSV: {exc}.") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    targets = spec.targets
+    missing = [c for c in [*targets, *(spec.feature_columns or [])] if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"Columns {missing} are not in {path.name}.", f"Its columns are {list(frame.columns)}."
+        )
+    features = spec.feature_columns or [c for c in frame.columns if c not in targets]
+    before = len(frame)
+    frame = frame.dropna(subset=targets)
+    dropped = before - len(frame)
+    if len(frame) < min_rows_for(spec.cv_folds):
+        raise DataError(
+            f"Only {len(frame)} rows have a target value; cv_folds={spec.cv_folds} needs at least "
+            f"{min_rows_for(spec.cv_folds)}.",
+            "Add rows or lower cv_folds.",
+        )
+    X = frame[features].copy()
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for col in features:
+        converted = pd.to_numeric(X[col], errors="coerce")
+        if converted.notna().sum() == X[col].notna().sum():
+            X[col] = converted.astype("float64")
+            numeric.append(col)
+        else:
+            X[col] = X[col].astype("string").astype(object).where(X[col].notna(), np.nan)
+            categorical.append(col)
+    if spec.missing_values == "error" and X.isna().any().any():
+        holes = [c for c in features if X[c].isna().any()]
+        raise DataError(
+            f"Columns with missing values: {holes}.", "Fill them in or use missing_values='impute'."
+        )
+    classes: list[Any] | None = None
+    if spec.is_classification:
+        y_series = frame[targets[0]]
+        y_values = y_series.to_numpy()
+        uniques = pd.unique(y_series)
+        if len(uniques) < 2:
+            raise DataError(f"target_column {targets[0]!r} has one class only; classification needs two.")
+        classes = sorted(uniques.tolist(), key=lambda v: (str(type(v)), v))
+        y: Any = y_values
+    else:
+        y_frame = frame[targets].apply(pd.to_numeric, errors="coerce")
+        if y_frame.isna().any().any():
+            bad = [c for c in targets if y_frame[c].isna().any()]
+            raise DataError(f"Target columns {bad} have non-numeric values; regression needs numbers.")
+        y = y_frame.to_numpy(dtype="float64")
+        if len(targets) == 1:
+            y = y[:, 0]
+    return TabularData(
+        X=X,
+        y=y,
+        numeric=numeric,
+        categorical=categorical,
+        targets=targets,
+        classes=classes,
+        rows_dropped=dropped,
+        sha256=file_sha256(path),
+    )
+
+
+def build_preprocessor(data: TabularData, *, scale: bool) -> ColumnTransformer:
+    """Impute numeric columns with the median (and scale them), one-hot encode categorical ones."""
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if data.numeric:
+        transformers.append(("numeric", Pipeline(numeric_steps), data.numeric))
+    if data.categorical:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        transformers.append(("categorical", categorical, data.categorical))
+    return ColumnTransformer(transformers, remainder="drop")

@@ -1,0 +1,137 @@
+"""The worker process's side: isolate, log to the task's file, run the trainer, report, classify errors.
+
+Runs in a process forked from the forkserver (see executor.py). Talks to its owner over one pipe:
+it sends ("started" | "progress" | "result" | "error" | "stopped", payload); it receives ("stop", {}).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from mcp_trainer.models import ErrorKind, TaskError, TaskRecord
+from mcp_trainer.trainers.base import DataError, StopRequested, WorkerContext
+from mcp_trainer.trainers.registry import load_trainer
+
+__all__ = ["classify_exception", "worker_main"]
+
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("mcp_trainer.worker")
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent (the forkserver) dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Point fds 1 and 2 at the task's log: on stdio transport the server's stdout is the protocol."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+
+def _listen(conn: Connection, stop: threading.Event, parent_pid: int, owner_pid: int) -> None:
+    """Background thread: take stop requests; end the whole task if the owner is gone."""
+    while True:
+        try:
+            if conn.poll(0.2):
+                kind, _ = conn.recv()
+                if kind == "stop":
+                    stop.set()
+        except (EOFError, OSError):
+            stop.set()
+            return
+        owner_gone = os.getppid() != parent_pid
+        if not owner_gone:
+            try:
+                os.kill(owner_pid, 0)
+            except ProcessLookupError:
+                owner_gone = True
+        if owner_gone:
+            # Nobody can record this task's outcome: stop at once rather than run twice beside a new owner.
+            os.killpg(0, signal.SIGKILL)
+
+
+def classify_exception(exc: BaseException) -> TaskError:
+    """Map an exception from training to a classified error an agent can act on."""
+    if isinstance(exc, DataError):
+        return TaskError(kind=ErrorKind.DATA_ERROR, message=exc.message, hint=exc.hint)
+    if isinstance(exc, MemoryError):
+        return TaskError(
+            kind=ErrorKind.OUT_OF_MEMORY,
+            message="The worker ran out of memory.",
+            hint="Use fewer rows or features, or free memory on the machine, then submit again.",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return TaskError(
+            kind=ErrorKind.DISK_FULL,
+            message=f"No space left on the device: {exc}.",
+            hint="Free disk space (old models in trained_models/) and submit again.",
+        )
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" at {Path(where[0].filename).name}:{where[0].lineno}" if where else ""
+    return TaskError(
+        kind=ErrorKind.INTERNAL,
+        message=f"{type(exc).__name__}: {exc}{at}",
+        hint="This looks like a bug in mcp-trainer; the task log has the full traceback.",
+    )
+
+
+def worker_main(conn: Connection, record_json: str, queue_dir: str, models_dir: str, owner_pid: int) -> None:
+    """Entry point of a worker process."""
+    os.setpgid(0, 0)
+    _die_with_parent()
+    parent_pid = os.getppid()
+    record = TaskRecord.model_validate_json(record_json)
+    queue = Path(queue_dir)
+    _redirect_output(queue / "logs" / f"{record.task_id}.log")
+    stop = threading.Event()
+    threading.Thread(target=_listen, args=(conn, stop, parent_pid, owner_pid), daemon=True).start()
+    log.info(
+        "attempt %d of task %s (%s) in pid %d", record.attempts, record.task_id, record.task_type, os.getpid()
+    )
+    conn.send(("started", {"pid": os.getpid(), "at": time.time()}))
+    ctx = WorkerContext(
+        record=record,
+        models_dir=Path(models_dir),
+        work_dir=queue / "work" / record.task_id,
+        send=conn.send,
+        stop_event=stop,
+    )
+    try:
+        result = load_trainer(record.task_type).run(ctx)
+    except StopRequested:
+        log.info("stopped on request")
+        conn.send(("stopped", {}))
+    except BaseException as exc:
+        log.error("task failed:\n%s", "".join(traceback.format_exception(exc)))
+        conn.send(("error", classify_exception(exc).model_dump(mode="json")))
+    else:
+        log.info("completed: model %s", result.model_id)
+        conn.send(("result", result.model_dump(mode="json")))
+    finally:
+        logging.shutdown()
+        conn.close()
