@@ -3,8 +3,6 @@
 The public Python API is exactly `__all__`; it never imports `mcp`.
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
 
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError, TrainerError

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from multiprocessing import popen_forkserver, spawn
 from multiprocessing.connection import Connection
@@ -112,7 +112,7 @@ class ProcessExecutor:
             create_time = None
         return WorkerHandle(record.task_id, process, parent, process.pid, create_time)
 
-    async def messages(self, handle: WorkerHandle) -> AsyncIterator[WorkerMessage]:
+    async def messages(self, handle: WorkerHandle) -> AsyncGenerator[WorkerMessage, None]:
         """Yield the worker's messages until it exits; then make sure its whole group is gone."""
         try:
             while True:
@@ -146,7 +146,7 @@ class ProcessExecutor:
             handle.conn.close()
 
     async def stop(self, handle: WorkerHandle) -> None:
-        """Stop the task: cooperative request, then SIGTERM to the group, then SIGKILL; returns once it's gone."""
+        """Cooperative stop request, then SIGTERM to the group, then SIGKILL; returns once it is gone."""
         handle.stop_requested = True
         with contextlib.suppress(OSError, ValueError):
             handle.conn.send(("stop", {}))
@@ -213,14 +213,14 @@ class _PopenWithoutMain(popen_forkserver.Popen):
             return data
 
         with _launch_lock:
-            spawn.get_preparation_data = without_main  # type: ignore[assignment]
+            spawn.get_preparation_data = without_main
             try:
-                super()._launch(process_obj)
+                super()._launch(process_obj)  # type: ignore[misc]
             finally:
-                spawn.get_preparation_data = original  # type: ignore[assignment]
+                spawn.get_preparation_data = original
 
 
 class _WorkerProcess(ForkServerProcess):
     @staticmethod
-    def _Popen(process_obj: Any) -> _PopenWithoutMain:  # noqa: N802 - multiprocessing's name
+    def _Popen(process_obj: Any) -> _PopenWithoutMain:
         return _PopenWithoutMain(process_obj)

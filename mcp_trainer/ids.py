@@ -41,6 +41,7 @@ def check_model_id(model_id: object) -> str:
     if not isinstance(model_id, str) or not _MODEL_RE.fullmatch(model_id):
         raise InvalidInputError(
             f"{model_id!r} is not a model id.",
-            "Model ids look like 'model_20261122T143000_8f3a2c1d'; a completed task's status names its model.",
+            "Model ids look like 'model_20261122T143000_8f3a2c1d'; "
+            "a completed task's status names its model.",
         )
     return model_id

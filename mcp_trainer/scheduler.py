@@ -45,7 +45,7 @@ def runnable_order(records: Iterable[TaskRecord], now: float) -> list[TaskRecord
 
 
 class OwnerLock:
-    """A non-blocking exclusive flock on `<queue>/.owner.lock`; its content names the holder's pid and limit."""
+    """A non-blocking exclusive flock on `<queue>/.owner.lock`; its content names the holder (pid, limit)."""
 
     def __init__(self, queue_dir: Path, limit: int) -> None:
         self.path = queue_dir / ".owner.lock"
@@ -171,7 +171,7 @@ class Scheduler:
             self.lock.release()
 
     def recover(self) -> None:
-        """Tasks marked running belong to a dead owner: end any worker left of theirs, then retry or fail them."""
+        """Tasks marked running belong to a dead owner: end any worker of theirs, then retry or fail them."""
         for record in self.store.all():
             if record.status is not TaskStatus.RUNNING:
                 continue
@@ -243,8 +243,7 @@ class Scheduler:
                             self._on_progress(entry, Progress.model_validate(payload))
                         elif kind in ("result", "error", "stopped"):
                             outcome = (kind, payload)
-            with anyio.CancelScope(shield=True):
-                self.store.update(task_id, lambda r: self._finish(r, entry, outcome))
+            self.store.update(task_id, lambda r: self._finish(r, entry, outcome))
         finally:
             self._running.pop(task_id, None)
             entry.finished.set()

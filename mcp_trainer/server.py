@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -67,8 +67,7 @@ def _tool_errors() -> Iterator[None]:
 
 
 def _service(ctx: Context) -> TrainingService:
-    service: TrainingService = ctx.request_context.lifespan_context
-    return service
+    return cast(TrainingService, ctx.request_context.lifespan_context)
 
 
 def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingService]:

@@ -1,9 +1,11 @@
-"""The Python API: submit, status, list, cancel, wait, queue status, logs. The MCP server is a thin face over it.
+"""The Python API: submit, status, list, cancel, wait, queue status, logs.
 
-async with TrainingService("queue", "trained_models") as svc:
-    task = await svc.submit({"task_type": "svm_classification", "data_source": "/data/iris.csv",
-                             "target_column": "species"})
-    done = await svc.wait(task.task_id, timeout_s=600)
+The MCP server is a thin face over it::
+
+    async with TrainingService("queue", "trained_models") as svc:
+        task = await svc.submit({"task_type": "svm_classification", "data_source": "/data/iris.csv",
+                                 "target_column": "species"})
+        done = await svc.wait(task.task_id, timeout_s=600)
 """
 
 from __future__ import annotations
@@ -135,10 +137,7 @@ class TrainingService:
             raise InvalidInputError(f"max_attempts must be between 1 and 10 (got {max_attempts}).")
         if name is not None and len(name) > 200:
             raise InvalidInputError("name is longer than 200 characters; shorten it.")
-        task_spec = task_spec.model_copy(
-            update={"data_source": str(Path(task_spec.data_source).expanduser().resolve())}
-        )
-        await anyio.to_thread.run_sync(check_dataset, task_spec)
+        task_spec = await anyio.to_thread.run_sync(_checked, task_spec)
         now = time.time()
         record = TaskRecord(
             task_id=new_task_id(now),
@@ -260,7 +259,7 @@ class TrainingService:
         window = min(size, max(64 * 1024, tail * 400))
         async with aiofiles.open(path, "rb") as f:
             await f.seek(size - window)
-            data = await f.read()
+            data: bytes = await f.read()
         lines = data.decode("utf-8", errors="replace").splitlines()
         if window < size:
             lines = lines[1:]  # the first line of the window may be cut
@@ -278,7 +277,8 @@ class TrainingService:
         def request(r: TaskRecord) -> TaskStatus:
             if r.status.is_terminal():
                 raise InvalidStateError(
-                    f"Task {r.task_id} is already {r.status.value}; only queued or running tasks can be cancelled.",
+                    f"Task {r.task_id} is already {r.status.value}; "
+                    "only queued or running tasks can be cancelled.",
                     "Nothing was changed." + (" Its model stays available." if r.result else ""),
                 )
             before = r.status
@@ -337,6 +337,13 @@ def _parse_spec(spec: Mapping[str, Any] | TaskSpec) -> TaskSpec:
         return SVMSpec.model_validate(dict(spec))
     except ValidationError as exc:
         raise InvalidInputError(f"Invalid parameters: {describe_validation_error(exc)}.") from None
+
+
+def _checked(spec: TaskSpec) -> TaskSpec:
+    """The spec with an absolute data path, once its data passed the checks (blocking: run in a thread)."""
+    spec = spec.model_copy(update={"data_source": str(Path(spec.data_source).expanduser().resolve())})
+    check_dataset(spec)
+    return spec
 
 
 def _parse_status(status: TaskStatus | str | None) -> TaskStatus | None:

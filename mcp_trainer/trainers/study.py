@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Literal
 
 import optuna
 from optuna.storages import JournalStorage
@@ -54,7 +55,9 @@ def repair_journal(path: Path) -> int:
     return size - keep
 
 
-def open_study(work_dir: Path, *, study_name: str, direction: str, seed: int) -> optuna.Study:
+def open_study(
+    work_dir: Path, *, study_name: str, direction: Literal["minimize", "maximize"], seed: int
+) -> optuna.Study:
     """Create or resume the task's study; trials left running by a dead worker are marked failed."""
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / JOURNAL_FILE

@@ -45,7 +45,7 @@ SEARCH_SPACE: dict[str, Any] = {
 _SEARCH_START, _SEARCH_END = 5.0, 90.0
 
 
-def _suggest(trial: optuna.Trial, spec: SVMSpec) -> dict[str, Any]:
+def _suggest(trial: optuna.trial.BaseTrial, spec: SVMSpec) -> dict[str, Any]:
     kernel = spec.kernel or trial.suggest_categorical("kernel", SEARCH_SPACE["kernel"])
     params: dict[str, Any] = {"kernel": kernel}
     lo, hi, log_scale = SEARCH_SPACE["C"]
@@ -311,12 +311,14 @@ def _summary(model_id: str, spec: SVMSpec, meta: dict[str, Any]) -> str:
         f"# {model_id}",
         "",
         f"- Task: `{meta['task_id']}` ({spec.task_type}), target {', '.join(meta['target'])}",
-        f"- Data: `{meta['data']['source']}` ({meta['rows']['train']} train rows, {meta['rows']['test']} held out)",
+        f"- Data: `{meta['data']['source']}` "
+        f"({meta['rows']['train']} train rows, {meta['rows']['test']} held out)",
         f"- Best parameters: {meta['best_params']}",
     ]
     if meta["cv_score"] is not None:
         lines.append(
-            f"- Cross-validated {meta['scoring']}: {meta['cv_score']} over {meta['n_trials_completed']} trials"
+            f"- Cross-validated {meta['scoring']}: {meta['cv_score']} "
+            f"over {meta['n_trials_completed']} trials"
         )
     lines += ["", "## Held-out metrics", ""]
     lines += [f"- {k}: {v}" for k, v in meta["metrics"].items()]

@@ -1,0 +1,216 @@
+"""Process behaviour with real worker processes and a real server process: cancel, limit, crash, takeover."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+
+from mcp_trainer import TaskStatus, TrainingService
+from mcp_trainer.executor import process_group_alive
+
+pytestmark = pytest.mark.anyio
+
+
+def slow_spec(data: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "task_type": "svm_classification",
+        "data_source": str(data),
+        "target_column": "label",
+        "n_trials": 1000,
+        "cv_folds": 5,
+        **extra,
+    }
+
+
+def quick_spec(data: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "task_type": "svm_classification",
+        "data_source": str(data),
+        "target_column": "label",
+        "n_trials": 3,
+        "cv_folds": 3,
+        **extra,
+    }
+
+
+async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.02) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():
+            await anyio.sleep(interval)
+
+
+async def test_cancel_of_a_running_task_stops_its_processes_and_marks_it_cancelled(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
+        task_id = (await svc.submit(slow_spec(slow_csv))).task_id
+        await wait_until(lambda: svc.status(task_id).phase == "searching" and svc.record(task_id).worker_pid)
+        pid = svc.record(task_id).worker_pid
+        assert pid is not None and psutil.pid_exists(pid)
+        assert os.getpgid(pid) == pid  # the worker leads its own process group
+
+        view = await svc.cancel(task_id)
+
+        assert view.status is TaskStatus.CANCELLED
+        assert not process_group_alive(pid)
+        assert view.error is None  # cancelled is not failed
+        assert not (models_dir / f"model_{task_id.removeprefix('task_')}").exists()
+
+
+async def test_a_cancelled_queued_task_never_starts(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
+        running = (await svc.submit(slow_spec(slow_csv))).task_id
+        waiting = (await svc.submit(slow_spec(slow_csv))).task_id
+        await wait_until(lambda: svc.status(running).status is TaskStatus.RUNNING)
+        assert (await svc.cancel(waiting)).status is TaskStatus.CANCELLED
+        await svc.cancel(running)
+        await anyio.sleep(1.0)  # several scheduler rounds with a free slot
+        record = svc.record(waiting)
+        assert record.status is TaskStatus.CANCELLED
+        assert record.attempts == 0 and record.started_at is None
+
+
+async def test_the_concurrency_limit_holds_through_cancels(
+    queue_dir: Path, models_dir: Path, slow_csv: Path, blobs_csv: Path
+) -> None:
+    limit = 2
+    async with TrainingService(queue_dir, models_dir, max_concurrent=limit, poll_interval_s=0.05) as svc:
+        slow = [(await svc.submit(slow_spec(slow_csv))).task_id for _ in range(3)]
+        quick = [(await svc.submit(quick_spec(blobs_csv))).task_id for _ in range(3)]
+        seen_running: list[int] = []
+        seen_processes: list[int] = []  # live worker process groups, including ones being stopped
+        worker_pids: set[int] = set()
+
+        async def sample() -> None:
+            while True:
+                records = [svc.record(t) for t in slow + quick]
+                seen_running.append(sum(r.status is TaskStatus.RUNNING for r in records))
+                worker_pids.update(r.worker_pid for r in records if r.worker_pid)
+                seen_processes.append(sum(1 for p in worker_pids if process_group_alive(p)))
+                await anyio.sleep(0.01)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sample)
+            await wait_until(lambda: all(svc.status(t).status is TaskStatus.RUNNING for t in slow[:2]))
+            for task_id in slow:  # cancel the running two and the waiting one; the quick ones fill in
+                await svc.cancel(task_id)
+            await svc.drain(timeout_s=120)
+            tg.cancel_scope.cancel()
+
+        assert max(seen_running) == limit
+        assert max(seen_processes) <= limit
+        assert svc.scheduler is not None and svc.scheduler.peak_running <= limit
+        assert all(svc.status(t).status is TaskStatus.COMPLETED for t in quick)
+
+
+@pytest.fixture
+def server_process(queue_dir: Path, models_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `python -m mcp_trainer` server on stdio (stdin held open), owning the queue."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mcp_trainer",
+            "--queue-dir",
+            str(queue_dir),
+            "--models-dir",
+            str(models_dir),
+            "--max-concurrent",
+            "1",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+async def test_sigkill_of_the_server_loses_nothing_and_a_standby_resumes_the_search(
+    queue_dir: Path,
+    models_dir: Path,
+    blobs_csv: Path,
+    slow_csv: Path,
+    server_process: subprocess.Popen[bytes],
+) -> None:
+    lock = queue_dir / ".owner.lock"
+    # The server process owns the queue; this process shares it as a standby that submits and reads.
+    await wait_until(lambda: lock.exists() and str(server_process.pid) in lock.read_text())
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.2) as standby:
+        assert not standby.is_owner
+        search = (await standby.submit(quick_spec(slow_csv, n_trials=8, cv_folds=3))).task_id
+        later = [(await standby.submit(quick_spec(blobs_csv, n_trials=2))).task_id for _ in range(2)]
+        await wait_until(lambda: (standby.record(search).progress.trial or 0) >= 2, timeout=60)
+        worker = standby.record(search).worker_pid
+        assert worker is not None
+
+        server_process.send_signal(signal.SIGKILL)
+        server_process.wait(10)
+
+        await wait_until(lambda: not process_group_alive(worker), timeout=10)  # no orphan keeps training
+        await wait_until(lambda: standby.is_owner, timeout=10)
+        await standby.drain(timeout_s=180)
+
+        record = standby.record(search)
+        assert record.status is TaskStatus.COMPLETED
+        assert record.attempts == 2
+        assert any(t.status is TaskStatus.RETRYING for t in record.history)
+        assert record.result is not None and record.result.n_trials_completed is not None
+        # The resumed search kept its finished trials: 8 completed plus at most one lost (failed) trial.
+        assert 8 <= record.result.n_trials_completed <= 9
+        logs = await standby.logs(search, tail=500)
+        assert any("resuming the search" in line for line in logs)
+        finished = [standby.record(t) for t in later]
+        assert all(r.status is TaskStatus.COMPLETED and r.attempts == 1 for r in finished)
+        assert finished[0].started_at is not None and finished[1].started_at is not None
+        assert finished[0].started_at < finished[1].started_at  # waiting tasks ran in their order
+
+
+async def test_two_services_on_one_queue_elect_one_owner_and_the_other_takes_over(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    services: list[TrainingService] = []
+    stop_first = anyio.Event()
+    first_closed = anyio.Event()
+
+    async def run_first() -> None:
+        async with TrainingService(queue_dir, models_dir, poll_interval_s=0.1) as svc:
+            services.append(svc)
+            await stop_first.wait()
+        first_closed.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_first)
+        await wait_until(lambda: bool(services) and services[0].is_owner)
+        first = services[0]
+        async with TrainingService(queue_dir, models_dir, poll_interval_s=0.1) as second:
+            await anyio.sleep(0.3)
+            assert not second.is_owner
+            task_id = (await second.submit(quick_spec(blobs_csv))).task_id  # a non-owner can submit
+            await first.drain(timeout_s=60)
+            assert second.status(task_id).status is TaskStatus.COMPLETED
+            status = await second.queue_status()
+            assert status.owner_pid == os.getpid() and not status.this_process_executes
+
+            stop_first.set()
+            await first_closed.wait()
+            await wait_until(lambda: second.is_owner, timeout=5)
+            again = (await second.submit(quick_spec(blobs_csv))).task_id
+            await second.drain(timeout_s=60)
+            assert second.status(again).status is TaskStatus.COMPLETED
