@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from mcp.server.transport_security import TransportSecuritySettings
+
 from mcp_trainer import __version__
 from mcp_trainer.service import DEFAULT_CONCURRENCY
 
@@ -63,8 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from mcp.server.transport_security import TransportSecuritySettings
-
     from mcp_trainer.server import ServerConfig, build_server
 
     server = build_server(
@@ -73,16 +73,24 @@ def main(argv: list[str] | None = None) -> int:
             models_dir=args.models_dir,
             max_concurrent=args.max_concurrent,
             execute=not args.no_execute,
+            exit_on_signal=True,
         )
     )
-    if args.transport == "stdio":
-        server.run()
-        return 0
+    try:
+        if args.transport == "stdio":
+            server.run()
+        else:
+            server.run("streamable-http", host=args.host, port=args.port, transport_security=_security(args))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _security(args: argparse.Namespace) -> TransportSecuritySettings:
+    """DNS-rebinding protection, configured explicitly: only this host and port may be named."""
     hosts = [f"{args.host}:{args.port}", f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
-    security = TransportSecuritySettings(
+    return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=sorted(set(hosts)),
         allowed_origins=sorted({f"http://{h}" for h in hosts} | set(args.allowed_origin)),
     )
-    server.run("streamable-http", host=args.host, port=args.port, transport_security=security)
-    return 0

@@ -188,7 +188,9 @@ class Scheduler:
                     message=f"The server stopped while attempt {r.attempts} was running.",
                     hint="It is retried automatically; a search resumes with its finished trials.",
                 )
-                _retry_or_fail(r, "server restarted")
+                # The server's death is not the task's fault: it runs again whatever its attempt count.
+                r.next_attempt_at = time.time()
+                r.transition(TaskStatus.RETRYING, "server restarted")
 
             self.store.update(record.task_id, requeue)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
@@ -20,6 +24,7 @@ from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
 
 __all__ = ["MAX_WAIT_S", "ServerConfig", "SubmitResult", "TaskLogs", "build_server"]
 
+log = logging.getLogger(__name__)
 MAX_WAIT_S = 45.0  # desktop hosts cut a tool call after about 60 s
 
 INSTRUCTIONS = """\
@@ -42,6 +47,9 @@ class ServerConfig:
     models_dir: Path = Path("trained_models")
     max_concurrent: int = DEFAULT_CONCURRENCY
     execute: bool = True
+    # On SIGTERM/SIGINT hand running tasks back to the queue, then exit. For a process that only serves
+    # (the CLI): a stdio server blocks in a read of stdin that no cancellation can interrupt.
+    exit_on_signal: bool = False
 
 
 class SubmitResult(BaseModel):
@@ -70,6 +78,15 @@ def _service(ctx: Context) -> TrainingService:
     return cast(TrainingService, ctx.request_context.lifespan_context)
 
 
+async def _exit_on_signal(service: TrainingService) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("%s: handing running tasks back to the queue, then exiting", signal.Signals(signum).name)
+            await service.shutdown_workers()
+            logging.shutdown()
+            os._exit(0)
+
+
 def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingService]:
     """The MCP server over a TrainingService built from `config` when a session starts."""
     cfg = config or ServerConfig()
@@ -79,7 +96,13 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         async with TrainingService(
             cfg.queue_dir, cfg.models_dir, max_concurrent=cfg.max_concurrent, execute=cfg.execute
         ) as service:
-            yield service
+            if not cfg.exit_on_signal:
+                yield service
+                return
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_exit_on_signal, service)
+                yield service
+                tg.cancel_scope.cancel()
 
     server: MCPServer[TrainingService] = MCPServer(
         "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan

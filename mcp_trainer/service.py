@@ -101,6 +101,11 @@ class TrainingService:
         await self._exit.__aexit__(exc_type, exc, tb)
         self.store.close()
 
+    async def shutdown_workers(self) -> None:
+        """Stop every task this process runs and hand it back to the queue (it resumes at the next start)."""
+        _, scheduler = self._parts()
+        await scheduler.shutdown()
+
     def _parts(self) -> tuple[TaskStore, Scheduler]:
         if self.store is None or self.scheduler is None:
             raise RuntimeError("use `async with TrainingService(...)` before calling it")
@@ -172,7 +177,7 @@ class TrainingService:
         position = None
         if record.status.is_waiting():
             store, _ = self._parts()
-            order = runnable_order(store.all(), float("inf"))
+            order = runnable_order(store.cached(), float("inf"))
             position = next((i + 1 for i, r in enumerate(order) if r.task_id == record.task_id), None)
         return TaskStatusView.of(record, queue_position=position)
 

@@ -214,3 +214,23 @@ async def test_two_services_on_one_queue_elect_one_owner_and_the_other_takes_ove
             again = (await second.submit(quick_spec(blobs_csv))).task_id
             await second.drain(timeout_s=60)
             assert second.status(again).status is TaskStatus.COMPLETED
+
+
+async def test_sigterm_of_the_server_hands_running_tasks_back_to_the_queue(
+    queue_dir: Path, models_dir: Path, slow_csv: Path, server_process: subprocess.Popen[bytes]
+) -> None:
+    lock = queue_dir / ".owner.lock"
+    await wait_until(lambda: lock.exists() and str(server_process.pid) in lock.read_text())
+    async with TrainingService(queue_dir, models_dir, execute=False) as reader:
+        task_id = (await reader.submit(slow_spec(slow_csv))).task_id
+        await wait_until(lambda: reader.status(task_id).phase == "searching", timeout=60)
+        worker = reader.record(task_id).worker_pid
+        assert worker is not None
+
+        server_process.send_signal(signal.SIGTERM)
+        assert server_process.wait(10) == 0
+
+        record = reader.record(task_id)
+        assert record.status is TaskStatus.QUEUED
+        assert record.error is None
+        assert not process_group_alive(worker)
