@@ -161,8 +161,11 @@ class Scheduler:
                 if warm_up:
                     tg.start_soon(anyio.to_thread.run_sync, self.executor.warm_up)
                 while True:
-                    self._fill(tg)
-                    self._notice_remote_cancels(tg)
+                    try:
+                        self._fill(tg)
+                        self._notice_remote_cancels(tg)
+                    except Exception:  # e.g. a full disk: log it and try again next round
+                        log.exception("scheduling round failed")
                     with anyio.move_on_after(self.poll_interval_s):
                         await self._wake.wait()
                     self._wake = anyio.Event()
@@ -236,7 +239,8 @@ class Scheduler:
                 outcome = ("error", {"kind": "internal", "message": f"the worker did not start: {exc}"})
             else:
                 entry.handle = handle
-                self.store.update(task_id, lambda r: _note_worker(r, handle))
+                with contextlib.suppress(Exception):
+                    self.store.update(task_id, lambda r: _note_worker(r, handle))
                 if entry.cancel or self._shutting_down:
                     await self.executor.stop(handle)
                 async with aclosing(self.executor.messages(handle)) as messages:
@@ -245,11 +249,17 @@ class Scheduler:
                             self._on_progress(entry, Progress.model_validate(payload))
                         elif kind in ("result", "error", "stopped"):
                             outcome = (kind, payload)
-            self.store.update(task_id, lambda r: self._finish(r, entry, outcome))
+            self._record_outcome(entry, outcome)
         finally:
             self._running.pop(task_id, None)
             entry.finished.set()
             self.wake()
+
+    def _record_outcome(self, entry: _Running, outcome: tuple[str, dict[str, Any]] | None) -> None:
+        try:
+            self.store.update(entry.record.task_id, lambda r: self._finish(r, entry, outcome))
+        except Exception:  # the record stays "running" and is recovered at the next start
+            log.exception("could not record the outcome of %s", entry.record.task_id)
 
     def _on_progress(self, entry: _Running, progress: Progress) -> None:
         phase_changed = entry.progress is None or entry.progress.phase != progress.phase
@@ -262,7 +272,10 @@ class Scheduler:
                 if r.status is TaskStatus.RUNNING:
                     r.progress = progress
 
-            self.store.update(entry.record.task_id, save)
+            try:
+                self.store.update(entry.record.task_id, save)
+            except Exception:  # progress is advisory; the live copy stays in memory
+                log.exception("could not save the progress of %s", entry.record.task_id)
 
     def _finish(self, r: TaskRecord, entry: _Running, outcome: tuple[str, dict[str, Any]] | None) -> None:
         if r.status is not TaskStatus.RUNNING:  # another process ended it meanwhile; terminal is final

@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 
-from mcp_trainer.errors import InvalidInputError, InvalidStateError, describe_validation_error
+from mcp_trainer.errors import InvalidInputError, InvalidStateError, TrainerError, describe_validation_error
 from mcp_trainer.executor import ProcessExecutor
 from mcp_trainer.ids import check_task_id, new_task_id
 from mcp_trainer.models import Priority, TaskRecord, TaskStatus, Transition
@@ -154,7 +154,13 @@ class TrainingService:
             max_attempts=max_attempts,
         )
         record.history.append(Transition(status=TaskStatus.QUEUED, at=now, note="submitted"))
-        store.create(record)
+        try:
+            store.create(record)
+        except OSError as exc:
+            raise TrainerError(
+                f"The task could not be saved in {store.root}: {exc.strerror or exc}.",
+                "Free disk space or fix the queue directory's permissions, then submit again.",
+            ) from None
         scheduler.wake()
         return self._view(record)
 
