@@ -38,21 +38,20 @@ class InvalidStateError(TrainerError):
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """Turn a pydantic ValidationError into one readable sentence per problem."""
-    parts: list[str] = []
+    """Turn a pydantic ValidationError into one readable sentence per field."""
+    by_field: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) or len(err["loc"]) == 1)
+        field = str(err["loc"][0]) if err["loc"] else ""
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "is not a known parameter"
         elif err["type"] == "literal_error":
             msg = msg.replace("Input should be", "must be")
         given = err.get("input")
-        shown = (
-            ""
-            if err["type"] in ("missing", "extra_forbidden") or isinstance(given, dict)
-            else f" (got {given!r})"
-        )
-        parts.append(f"{loc}: {msg}{shown}" if loc else f"{msg}{shown}")
-    # pydantic reports one error per member of a union; keep each sentence once.
-    return "; ".join(dict.fromkeys(parts))
+        if err["type"] not in ("missing", "extra_forbidden") and not isinstance(given, dict):
+            msg += f" (got {given!r})"
+        # A field of several types gets one error per type: keep each distinct message once, joined by "or".
+        by_field.setdefault(field, [])
+        if msg not in by_field[field]:
+            by_field[field].append(msg)
+    return "; ".join(f"{f}: {' or '.join(m)}" if f else " or ".join(m) for f, m in by_field.items())

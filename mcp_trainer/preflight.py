@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.specs import TaskSpec
@@ -26,6 +27,14 @@ NA_VALUES = frozenset(
 MAX_CATEGORIES = 200
 _SUFFIXES = (".csv",)
 _SNIFF_BYTES = 8192
+
+
+class _Reader(Protocol):
+    line_num: int
+
+    def __iter__(self) -> Iterator[list[str]]: ...
+
+    def __next__(self) -> list[str]: ...
 
 
 @dataclass
@@ -169,15 +178,15 @@ def _check_header(header: list[str], spec: TaskSpec, path: Path) -> None:
         )
 
 
-def _scan(reader: Iterator[list[str]], header: list[str], spec: TaskSpec) -> DatasetSummary:
+def _scan(reader: _Reader, header: list[str], spec: TaskSpec) -> DatasetSummary:
     cols = [_Column(h) for h in header]
     rows = 0
-    for line_no, row in enumerate(reader, start=2):
+    for row in reader:
         if not row:
             continue
         if len(row) != len(header):
             raise InvalidInputError(
-                f"Line {line_no} of the CSV has {len(row)} fields but the header has {len(header)}.",
+                f"Line {reader.line_num} of the CSV has {len(row)} fields but the header has {len(header)}.",
                 "Fix that line (a stray comma or missing quotes) and submit again.",
             )
         for col, value in zip(cols, row, strict=True):
@@ -227,11 +236,10 @@ def _scan(reader: Iterator[list[str]], header: list[str], spec: TaskSpec) -> Dat
                 "Leave it out with feature_columns, or fill it in.",
             )
         if col.non_numeric:
-            if col.overflow and len(col.distinct) > usable // 2:
+            if col.overflow:
                 raise InvalidInputError(
                     f"Feature column {col.name!r} is text with more than {MAX_CATEGORIES} distinct values "
-                    f"(e.g. {col.example!r}): it looks like free text or an identifier and cannot be "
-                    "encoded as categories.",
+                    f"(e.g. {col.example!r}): free text or an identifier, too many categories to encode.",
                     "Leave it out by listing the other columns in feature_columns.",
                 )
             categorical.append(col.name)
