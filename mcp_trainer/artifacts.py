@@ -8,6 +8,7 @@ file: only a file whose hash matches may ever be unpickled (pickle runs code whe
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -34,8 +35,6 @@ REPORTS_DIR = "reports"
 
 
 def sha256_of(path: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

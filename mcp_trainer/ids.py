@@ -25,23 +25,20 @@ def model_id_for(task_id: str) -> str:
     return "model_" + check_task_id(task_id).removeprefix("task_")
 
 
+def _checked(value: object, pattern: re.Pattern[str], kind: str, where: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidInputError(
+            f"{value!r} is not a {kind} id.",
+            f"{kind.capitalize()} ids look like '{kind}_20261122T143000_8f3a2c1d'; {where}.",
+        )
+    return value
+
+
 def check_task_id(task_id: object) -> str:
     """Return `task_id` if it is well formed; raise InvalidInputError otherwise."""
-    if not isinstance(task_id, str) or not _TASK_RE.fullmatch(task_id):
-        raise InvalidInputError(
-            f"{task_id!r} is not a task id.",
-            "Task ids look like 'task_20261122T143000_8f3a2c1d'; copy one from submit_training_task "
-            "or list_training_tasks.",
-        )
-    return task_id
+    return _checked(task_id, _TASK_RE, "task", "copy one from submit_training_task or list_training_tasks")
 
 
 def check_model_id(model_id: object) -> str:
     """Return `model_id` if it is well formed; raise InvalidInputError otherwise."""
-    if not isinstance(model_id, str) or not _MODEL_RE.fullmatch(model_id):
-        raise InvalidInputError(
-            f"{model_id!r} is not a model id.",
-            "Model ids look like 'model_20261122T143000_8f3a2c1d'; "
-            "a completed task's status names its model.",
-        )
-    return model_id
+    return _checked(model_id, _MODEL_RE, "model", "a completed task's status names its model")

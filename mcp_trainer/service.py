@@ -168,12 +168,8 @@ class TrainingService:
 
     def record(self, task_id: str) -> TaskRecord:
         """The full stored record of a task, with live progress where this process runs it."""
-        store, scheduler = self._parts()
-        record = store.get(check_task_id(task_id))
-        live = scheduler.live_progress(task_id)
-        if live is not None and record.status is TaskStatus.RUNNING:
-            record = record.model_copy(update={"progress": live})
-        return record
+        store, _ = self._parts()
+        return self._live(store.get(check_task_id(task_id)))
 
     def status(self, task_id: str) -> TaskStatusView:
         """Compact numeric status; raises InvalidInputError or TaskNotFoundError for a bad id."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from mcp_trainer.artifacts import sha256_of
 from mcp_trainer.preflight import ENCODING, NA_VALUES, min_rows_for
 from mcp_trainer.specs import SVMSpec
 from mcp_trainer.trainers.base import DataError
 
-__all__ = ["TabularData", "build_preprocessor", "file_sha256", "load_tabular"]
+__all__ = ["TabularData", "build_preprocessor", "load_tabular"]
 
 
 @dataclass
@@ -31,14 +31,6 @@ class TabularData:
     classes: list[Any] | None
     rows_dropped: int
     sha256: str
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_tabular(spec: SVMSpec) -> TabularData:
@@ -116,7 +108,7 @@ def load_tabular(spec: SVMSpec) -> TabularData:
         targets=targets,
         classes=classes,
         rows_dropped=dropped,
-        sha256=file_sha256(path),
+        sha256=sha256_of(path),
     )
 
 
