@@ -201,7 +201,8 @@ class Scheduler:
         if self._shutting_down:
             return
         while len(self._running) < self.limit:
-            candidates = runnable_order(self.store.all(), time.time())
+            self.store.refresh()
+            candidates = runnable_order(self.store.waiting(), time.time())
             started = False
             for candidate in candidates:
                 record, claimed = self.store.update(candidate.task_id, _claim)

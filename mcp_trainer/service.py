@@ -73,6 +73,8 @@ class TrainingService:
         self.scheduler: Scheduler | None = None
         self._tg: TaskGroup | None = None
         self._exit: contextlib.AsyncExitStack | None = None
+        self._newest: tuple[int, list[TaskRecord]] | None = None
+        self._positions: tuple[int, dict[str, int]] | None = None
 
     # -- life ----------------------------------------------------------------------------------------
 
@@ -175,13 +177,26 @@ class TrainingService:
         """Compact numeric status; raises InvalidInputError or TaskNotFoundError for a bad id."""
         return self._view(self.record(task_id))
 
+    # Derived orders are recomputed only when the store's cache changed (its `version`), so that reads stay
+    # fast with many thousands of task files.
+
+    def _newest_first(self) -> list[TaskRecord]:
+        store, _ = self._parts()
+        if self._newest is None or self._newest[0] != store.version:
+            records = sorted(store.cached(), key=lambda r: (r.created_ns, r.task_id), reverse=True)
+            self._newest = (store.version, records)
+        return self._newest[1]
+
+    def _queue_positions(self) -> dict[str, int]:
+        """1-based start order of every waiting task."""
+        store, _ = self._parts()
+        if self._positions is None or self._positions[0] != store.version:
+            order = runnable_order(store.waiting(), float("inf"))
+            self._positions = (store.version, {r.task_id: i + 1 for i, r in enumerate(order)})
+        return self._positions[1]
+
     def _view(self, record: TaskRecord) -> TaskStatusView:
-        position = None
-        if record.status.is_waiting():
-            store, _ = self._parts()
-            order = runnable_order(store.cached(), float("inf"))
-            position = next((i + 1 for i, r in enumerate(order) if r.task_id == record.task_id), None)
-        return TaskStatusView.of(record, queue_position=position)
+        return TaskStatusView.of(record, queue_position=self._queue_positions().get(record.task_id))
 
     async def list_tasks(
         self,
@@ -202,19 +217,19 @@ class TrainingService:
                 f"Unknown task_type {task_type!r}.", f"Known types: {', '.join(TASK_TYPES)}."
             )
         after = _decode_cursor(cursor) if cursor else None
+        store.refresh()
+        waiting = self._queue_positions()
         records = [
             r
-            for r in store.all()
+            for r in self._newest_first()
             if (wanted_status is None or r.status is wanted_status)
             and (task_type is None or r.task_type == task_type)
             and (user_id is None or r.user_id == user_id)
         ]
-        records.sort(key=lambda r: (r.created_ns, r.task_id), reverse=True)
         total = len(records)
         if after is not None:
             records = [r for r in records if (r.created_ns, r.task_id) < after]
         page = records[:limit]
-        waiting = {r.task_id: i + 1 for i, r in enumerate(runnable_order(store.cached(), float("inf")))}
         views = [TaskStatusView.of(self._live(r), queue_position=waiting.get(r.task_id)) for r in page]
         more = len(records) > limit
         return TaskPage(
@@ -244,7 +259,7 @@ class TrainingService:
             concurrency_limit=int(limit),
             counts=counts,
             running_tasks=sorted(r.task_id for r in records if r.status is TaskStatus.RUNNING),
-            next_up=[r.task_id for r in runnable_order(records, float("inf"))[:5]],
+            next_up=[r.task_id for r in runnable_order(store.waiting(), float("inf"))[:5]],
             owner_pid=owner.get("pid"),
             this_process_executes=scheduler.is_owner,
             queue_dir=str(self.queue_dir),

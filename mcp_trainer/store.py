@@ -86,6 +86,8 @@ class TaskStore:
         self._thread_lock = threading.RLock()
         self._cache: dict[str, tuple[_Sig, TaskRecord]] = {}
         self._dir_mtime_ns: int | None = None
+        self._waiting: dict[str, TaskRecord] = {}  # the queued and retrying subset of the cache
+        self.version = 0  # bumped whenever the cache changes: derived views key their own caches on it
         self.quarantined: list[tuple[str, str]] = []  # (file name, reason), this process's moves
 
     def close(self) -> None:
@@ -130,8 +132,21 @@ class TaskStore:
         if record.task_id != path.stem:
             self._quarantine(path, f"file name says {path.stem} but the record says {record.task_id}")
             return None
-        self._cache[record.task_id] = (_sig(st), record)
+        self._put(_sig(st), record)
         return record
+
+    def _put(self, sig: _Sig, record: TaskRecord) -> None:
+        self._cache[record.task_id] = (sig, record)
+        if record.status.is_waiting():
+            self._waiting[record.task_id] = record
+        else:
+            self._waiting.pop(record.task_id, None)
+        self.version += 1
+
+    def _drop(self, task_id: str) -> None:
+        if self._cache.pop(task_id, None) is not None:
+            self._waiting.pop(task_id, None)
+            self.version += 1
 
     def _quarantine(self, path: Path, reason: str) -> None:
         self.corrupt_dir.mkdir(exist_ok=True)
@@ -143,7 +158,7 @@ class TaskStore:
         except FileNotFoundError:
             return
         target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
-        self._cache.pop(path.stem, None)
+        self._drop(path.stem)
         self.quarantined.append((path.name, reason))
 
     def get(self, task_id: str) -> TaskRecord:
@@ -152,7 +167,7 @@ class TaskStore:
         try:
             st = path.stat()
         except FileNotFoundError:
-            self._cache.pop(task_id, None)
+            self._drop(task_id)
             raise TaskNotFoundError(
                 f"No task {task_id} in this queue.",
                 "Call list_training_tasks to see the tasks that exist.",
@@ -190,13 +205,17 @@ class TaskStore:
                     continue
             seen.add(task_id)
         for gone in set(self._cache) - seen:
-            del self._cache[gone]
+            self._drop(gone)
         self._dir_mtime_ns = st.st_mtime_ns
 
     def all(self) -> list[TaskRecord]:
         """Every valid record (refreshed from disk)."""
         self.refresh()
         return [rec for _, rec in self._cache.values()]
+
+    def waiting(self) -> list[TaskRecord]:
+        """Queued and retrying records as last seen (call `refresh` first for other processes' changes)."""
+        return list(self._waiting.values())
 
     def cached(self) -> list[TaskRecord]:
         """Every record as last seen, without touching the disk."""
@@ -207,7 +226,7 @@ class TaskStore:
     def _write(self, record: TaskRecord) -> None:
         path = self.path_for(record.task_id)
         atomic_write_bytes(path, record.model_dump_json().encode("utf-8"))
-        self._cache[record.task_id] = (_sig(path.stat()), record)
+        self._put(_sig(path.stat()), record)
 
     def create(self, record: TaskRecord) -> None:
         """Persist a new task; the file is durable when this returns."""
