@@ -267,11 +267,16 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         """Wait until the task ends or timeout_s passes, sending progress notifications meanwhile; returns
         the status either way. Call it again to keep waiting. Abandoning the wait never cancels the task."""
 
+        reported = [0.0]  # progress notifications must not go backwards (a retry restarts a task's percent)
+
         async def notify(view: TaskStatusView) -> None:
-            detail = f"{view.phase}"
+            detail = f"{view.status.value}: {view.phase}"
             if view.trial is not None and view.n_trials:
                 detail += f", trial {view.trial}/{view.n_trials}, best {view.best_score}"
-            await ctx.report_progress(view.progress, 100.0, detail)
+            if view.eta_s is not None:
+                detail += f", ~{view.eta_s:.0f} s left"
+            reported[0] = max(reported[0], view.progress)
+            await ctx.report_progress(reported[0], 100.0, detail)
 
         with _tool_errors():
             return await _service(ctx).wait(task_id, min(timeout_s, MAX_WAIT_S), on_progress=notify)

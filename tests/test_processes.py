@@ -234,3 +234,44 @@ async def test_sigterm_of_the_server_hands_running_tasks_back_to_the_queue(
         assert record.status is TaskStatus.QUEUED
         assert record.error is None
         assert not process_group_alive(worker)
+
+
+async def test_a_worker_killed_from_outside_is_retried_and_the_search_resumes(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.05) as svc:
+        task_id = (await svc.submit(quick_spec(slow_csv, n_trials=6, cv_folds=3))).task_id
+        await wait_until(lambda: (svc.status(task_id).trial or 0) >= 2, timeout=60)
+        pid = svc.record(task_id).worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+
+        await wait_until(lambda: svc.record(task_id).attempts == 2, timeout=30)
+        done = await svc.wait(task_id, timeout_s=120)
+        record = svc.record(task_id)
+        assert done.status is TaskStatus.COMPLETED
+        retried = [t for t in record.history if t.status is TaskStatus.RETRYING]
+        assert len(retried) == 1 and retried[0].note == "worker lost"
+        assert record.result is not None and record.result.n_trials_completed is not None
+        assert 6 <= record.result.n_trials_completed <= 7  # finished trials kept, at most one lost
+
+
+async def test_a_worker_that_keeps_dying_fails_as_worker_lost_after_max_attempts(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.05) as svc:
+        task_id = (await svc.submit(slow_spec(slow_csv), max_attempts=2)).task_id
+        for attempt in (1, 2):
+            await wait_until(
+                lambda a=attempt: (
+                    svc.record(task_id).attempts == a and svc.status(task_id).phase == "searching"
+                ),
+                timeout=60,
+            )
+            pid = svc.record(task_id).worker_pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+        done = await svc.wait(task_id, timeout_s=30)
+        assert done.status is TaskStatus.FAILED
+        assert done.error is not None and done.error.kind.value == "worker_lost"
+        assert "signal 9" in done.error.message and "Gave up after 2 attempts" in (done.error.hint or "")
