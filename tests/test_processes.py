@@ -275,3 +275,21 @@ async def test_a_worker_that_keeps_dying_fails_as_worker_lost_after_max_attempts
         assert done.status is TaskStatus.FAILED
         assert done.error is not None and done.error.kind.value == "worker_lost"
         assert "signal 9" in done.error.message and "Gave up after 2 attempts" in (done.error.hint or "")
+
+
+async def test_a_process_that_does_not_execute_can_cancel_a_task_running_in_another(
+    queue_dir: Path, models_dir: Path, slow_csv: Path, server_process: subprocess.Popen[bytes]
+) -> None:
+    lock = queue_dir / ".owner.lock"
+    await wait_until(lambda: lock.exists() and str(server_process.pid) in lock.read_text())
+    async with TrainingService(queue_dir, models_dir, execute=False) as other:
+        task_id = (await other.submit(slow_spec(slow_csv))).task_id
+        await wait_until(lambda: other.status(task_id).phase == "searching", timeout=60)
+        worker = other.record(task_id).worker_pid
+        assert worker is not None
+
+        view = await other.cancel(task_id, wait_s=10)
+
+        assert view.status is TaskStatus.CANCELLED
+        assert not process_group_alive(worker)
+        assert server_process.poll() is None  # the owner carries on serving
