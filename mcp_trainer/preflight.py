@@ -7,13 +7,16 @@ on what is missing and what is numeric.
 from __future__ import annotations
 
 import csv
+import itertools
+import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from mcp_trainer.datasources import DataSource, parse_source
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.specs import TaskSpec
 
@@ -25,7 +28,6 @@ NA_VALUES = frozenset(
 )
 # A text column with more distinct values than this (and mostly unique) is free text or an identifier.
 MAX_CATEGORIES = 200
-_SUFFIXES = (".csv",)
 _SNIFF_BYTES = 8192
 
 
@@ -82,63 +84,191 @@ def min_rows_for(cv_folds: int) -> int:
     return max(2 * cv_folds, 10)
 
 
-def _open_checked(path: Path) -> None:
+def _check_file(path: Path, *, text: bool) -> None:
     if not path.exists():
         raise InvalidInputError(
             f"data_source {str(path)!r} does not exist.",
-            "Pass the absolute path of a CSV file on the machine that runs the server.",
+            "Pass the absolute path of a data file on the machine that runs the server.",
         )
     if not path.is_file():
-        raise InvalidInputError(f"data_source {str(path)!r} is not a file.", "Pass the path of a CSV file.")
-    if path.suffix.lower() not in _SUFFIXES:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not a CSV file (suffix {path.suffix or 'none'}).",
-            "Save the data as comma-separated values with a header row and a .csv suffix.",
-        )
+        raise InvalidInputError(f"data_source {str(path)!r} is not a file.", "Pass the path of a data file.")
     if not os.access(path, os.R_OK):
         raise InvalidInputError(
             f"data_source {str(path)!r} is not readable by the server.", "Fix the file's permissions."
         )
+    if not text:
+        return
     with open(path, "rb") as f:
         head = f.read(_SNIFF_BYTES)
     if b"\x00" in head:
         raise InvalidInputError(
-            f"data_source {str(path)!r} is binary, not CSV text.", "Export the data as a UTF-8 CSV file."
+            f"data_source {str(path)!r} is binary, not text.",
+            "Export the data as UTF-8 CSV, TSV or JSON lines.",
         )
     try:
         head.decode(ENCODING)
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # a multi-byte character cut by the sniff window is fine
             raise InvalidInputError(
-                f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the CSV with UTF-8 encoding."
+                f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
             ) from None
 
 
 def check_dataset(spec: TaskSpec) -> DatasetSummary:
-    """Validate `spec`'s data file; raise InvalidInputError naming the problem and its fix."""
-    path = Path(spec.data_source).expanduser()
-    _open_checked(path)
+    """Validate `spec`'s data source; raise InvalidInputError naming the problem and its fix."""
+    source = parse_source(spec.data_source)
+    if source.format == "bundled":
+        return _check_bundled(spec, source)
+    path = source.path
+    assert path is not None
+    _check_file(path, text=source.format != "parquet")
+    if source.format == "parquet":
+        return _check_rows(_ParquetReader(path, spec), spec, path)
     try:
         with open(path, newline="", encoding=ENCODING) as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise InvalidInputError(
-                    f"data_source {str(path)!r} is empty.", "Give a CSV with a header row and data rows."
-                )
-            header = [h.strip() for h in header]
-            _check_header(header, spec, path)
-            if not spec.validate_data:
-                return DatasetSummary(rows=-1, features=_features(header, spec), categorical=[], classes=None)
-            return _scan(reader, header, spec)
+            reader: _Reader
+            if source.format == "jsonl":
+                reader = _JsonLinesReader(f)
+            else:
+                reader = csv.reader(f, delimiter="\t" if source.format == "tsv" else ",")
+            return _check_rows(reader, spec, path)
     except UnicodeDecodeError:
         raise InvalidInputError(
-            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the CSV with UTF-8 encoding."
+            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
         ) from None
     except csv.Error as exc:
         raise InvalidInputError(
             f"data_source {str(path)!r} is not valid CSV: {exc}.", "Check quoting around that line."
         ) from None
+
+
+def _check_rows(reader: _Reader, spec: TaskSpec, path: Path) -> DatasetSummary:
+    header = next(reader, None)
+    if header is None or not any(h.strip() for h in header):
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
+        )
+    header = [h.strip() for h in header]
+    _check_header(header, spec, path)
+    if not spec.validate_data:
+        return DatasetSummary(rows=-1, features=_features(header, spec), categorical=[], classes=None)
+    return _scan(reader, header, spec)
+
+
+def _check_bundled(spec: TaskSpec, source: DataSource) -> DatasetSummary:
+    data = source.bundled
+    assert data is not None
+    kind = "classification" if spec.is_classification else "regression"
+    if data.kind != kind:
+        raise InvalidInputError(
+            f"{spec.data_source} is a {data.kind} dataset; {spec.task_type} is {kind}.",
+            f"Use the {data.kind} task type, or another dataset.",
+        )
+    unknown = [t for t in spec.targets if t not in data.targets]
+    if unknown:
+        raise InvalidInputError(
+            f"target_column {unknown} is not a target of {spec.data_source}.",
+            f"Its target columns are: {', '.join(data.targets)}.",
+        )
+    if data.rows < min_rows_for(spec.cv_folds):
+        raise InvalidInputError(
+            f"{spec.data_source} has {data.rows} rows; cv_folds={spec.cv_folds} needs at least "
+            f"{min_rows_for(spec.cv_folds)}.",
+            "Lower cv_folds.",
+        )
+    return DatasetSummary(rows=data.rows, features=[], categorical=[], classes=None)
+
+
+class _JsonLinesReader:
+    """Rows of a JSON-lines file as lists of strings, the first being the header (the first object's keys)."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self._keys: list[str] | None = None
+        self._stash: list[str] | None = None  # the first object's values, returned after the header
+        self.line_num = 0
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self
+
+    def __next__(self) -> list[str]:
+        if self._stash is not None:
+            row, self._stash = self._stash, None
+            return row
+        for raw in self._lines:
+            self.line_num += 1
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(
+                    f"Line {self.line_num} is not valid JSON: {exc.msg}.",
+                    "Each line must hold one JSON object.",
+                ) from None
+            if not isinstance(obj, dict):
+                raise InvalidInputError(
+                    f"Line {self.line_num} is not a JSON object.",
+                    "Each line must hold one object of column values.",
+                )
+            if self._keys is None:
+                self._keys = [str(k) for k in obj]
+                self._stash = self._row(obj)
+                return list(self._keys)
+            return self._row(obj)
+        raise StopIteration
+
+    def _row(self, obj: dict[str, Any]) -> list[str]:
+        assert self._keys is not None
+        extra = set(obj) - set(self._keys)
+        if extra:
+            raise InvalidInputError(
+                f"Line {self.line_num} has columns the first line lacks: {sorted(extra)}.",
+                "Give every line the same keys (null for a missing value).",
+            )
+        values: list[str] = []
+        for key in self._keys:
+            v = obj.get(key)
+            if isinstance(v, dict | list):
+                raise InvalidInputError(
+                    f"Line {self.line_num}: column {key!r} holds a nested value.",
+                    "Flatten it into plain columns.",
+                )
+            values.append("" if v is None else str(v))
+        return values
+
+
+class _ParquetReader:
+    """Rows of a Parquet file as lists of strings (header first), read with pyarrow."""
+
+    def __init__(self, path: Path, spec: TaskSpec) -> None:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InvalidInputError(
+                "Reading Parquet needs pyarrow, which is not installed.",
+                "Install it with: pip install 'mcp-trainer[parquet]'.",
+            ) from None
+        try:
+            self._table = pq.read_table(path) if spec.validate_data else None
+            names = list(pq.read_schema(path).names)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise InvalidInputError(
+                f"data_source {str(path)!r} is not a readable Parquet file: {exc}."
+            ) from None
+        self._rows: Iterator[list[str]] = iter([names])
+        if self._table is not None:
+            columns = [self._table.column(n).to_pylist() for n in names]
+            body = ([("" if v is None else str(v)) for v in row] for row in zip(*columns, strict=True))
+            self._rows = itertools.chain(self._rows, body)
+        self.line_num = 0
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self
+
+    def __next__(self) -> list[str]:
+        self.line_num += 1
+        return next(self._rows)
 
 
 def _features(header: list[str], spec: TaskSpec) -> list[str]:
@@ -153,7 +283,7 @@ def _check_header(header: list[str], spec: TaskSpec, path: Path) -> None:
         hint = (
             f"It looks separated by {sep!r}; save it comma-separated."
             if sep
-            else "A training CSV needs at least one feature column and a target column."
+            else "Training data needs at least one feature column and a target column."
         )
         raise InvalidInputError(f"data_source {str(path)!r} has only one column.", hint)
     dupes = sorted({h for h in header if header.count(h) > 1})

@@ -117,7 +117,15 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
                 description="svm_classification predicts a category; svm_regression a number (or several)."
             ),
         ],
-        data_source: Annotated[str, Field(description="Absolute path of a CSV file with a header row.")],
+        data_source: Annotated[
+            str,
+            Field(
+                description="Absolute path of a .csv, .tsv, .jsonl or .parquet file with named columns, or a "
+                "dataset bundled with scikit-learn: sklearn:iris, sklearn:wine, sklearn:breast_cancer, "
+                "sklearn:digits (classification, target 'target'), sklearn:diabetes (regression, 'target'), "
+                "sklearn:linnerud (regression, targets Weight, Waist, Pulse)."
+            ),
+        ],
         target_column: Annotated[
             str | list[str],
             Field(description="Column to predict; svm_regression accepts a list (multi-output)."),

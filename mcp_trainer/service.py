@@ -25,6 +25,7 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 
+from mcp_trainer.datasources import parse_source
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TrainerError, describe_validation_error
 from mcp_trainer.executor import ProcessExecutor
 from mcp_trainer.ids import check_task_id, new_task_id
@@ -363,7 +364,8 @@ def _parse_spec(spec: Mapping[str, Any] | TaskSpec) -> TaskSpec:
 
 def _checked(spec: TaskSpec) -> TaskSpec:
     """The spec with an absolute data path, once its data passed the checks (blocking: run in a thread)."""
-    spec = spec.model_copy(update={"data_source": str(Path(spec.data_source).expanduser().resolve())})
+    if parse_source(spec.data_source).path is not None:
+        spec = spec.model_copy(update={"data_source": str(Path(spec.data_source).expanduser().resolve())})
     check_dataset(spec)
     return spec
 

@@ -42,7 +42,14 @@ class SVMSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_type: Literal["svm_classification", "svm_regression"]
-    data_source: Annotated[str, Field(min_length=1, description="Path to a CSV file with a header row.")]
+    data_source: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Path of a .csv, .tsv, .jsonl or .parquet file, or a bundled dataset such as "
+            "sklearn:iris (also wine, breast_cancer, digits, diabetes, linnerud).",
+        ),
+    ]
     target_column: str | list[str] = Field(
         description="Column to predict; regression may name several columns (multi-output)."
     )

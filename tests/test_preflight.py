@@ -49,12 +49,13 @@ def test_a_directory_is_refused_as_not_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["data.txt", "data.xlsx", "data"])
-def test_a_file_without_a_csv_suffix_is_refused_naming_the_suffix(tmp_path: Path, name: str) -> None:
+def test_a_file_of_an_unsupported_format_is_refused_naming_the_suffix(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text("x,label\n1,a\n", encoding="utf-8")
     err = refusal(spec_for(path))
-    assert "is not a CSV file" in err.message
+    assert "is not a supported format" in err.message
     assert f"suffix {path.suffix or 'none'}" in err.message
+    assert err.hint is not None and ".csv" in err.hint and "sklearn:iris" in err.hint
 
 
 def test_a_binary_file_with_a_csv_suffix_is_refused_as_binary(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import math
 import platform
 import time
 import warnings
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -286,7 +285,7 @@ class SVMTrainer(Trainer):
             },
             "target": data.targets,
             "classes": None if data.classes is None else [_plain(c) for c in data.classes],
-            "data": {"source": str(Path(spec.data_source).expanduser().resolve()), "sha256": data.sha256},
+            "data": {"source": spec.data_source, "sha256": data.sha256},
             "versions": {
                 "python": platform.python_version(),
                 "scikit-learn": sklearn.__version__,

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import sklearn
+import sklearn.datasets
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mcp_trainer.artifacts import sha256_of
+from mcp_trainer.datasources import DataSource, parse_source
 from mcp_trainer.preflight import ENCODING, NA_VALUES, min_rows_for
 from mcp_trainer.specs import SVMSpec
 from mcp_trainer.trainers.base import DataError
@@ -33,30 +35,54 @@ class TabularData:
     sha256: str
 
 
+def read_frame(source: DataSource) -> pd.DataFrame:
+    """Read a data source into a DataFrame, with the same notion of missing values as the preflight check."""
+    if source.format == "bundled":
+        bundled = source.bundled
+        assert bundled is not None
+        data = getattr(sklearn.datasets, bundled.loader)(as_frame=True)
+        frame: pd.DataFrame = data.frame
+        if bundled.kind == "classification" and hasattr(data, "target_names"):
+            names = list(data.target_names)  # readable classes ("setosa"), not codes
+            frame["target"] = [str(names[i]) for i in frame["target"]]
+        return frame
+    path = source.path
+    assert path is not None
+    if source.format in ("parquet", "jsonl"):
+        frame = (
+            pd.read_parquet(path)
+            if source.format == "parquet"
+            else pd.read_json(path, lines=True, encoding=ENCODING, convert_dates=False)
+        )
+        # The same words mean "missing" in every format (see preflight.NA_VALUES).
+        return frame.replace(sorted(NA_VALUES), np.nan)
+    return pd.read_csv(
+        path,
+        sep="\t" if source.format == "tsv" else ",",
+        encoding=ENCODING,
+        na_values=sorted(NA_VALUES),
+        keep_default_na=False,
+        skipinitialspace=True,
+    )
+
+
 def load_tabular(spec: SVMSpec) -> TabularData:
     """Read and check the data of `spec`; raises DataError with an actionable message."""
-    path = Path(spec.data_source).expanduser()
+    source = parse_source(spec.data_source)
+    name = source.path.name if source.path else spec.data_source
     try:
-        frame = pd.read_csv(
-            path,
-            encoding=ENCODING,
-            na_values=sorted(NA_VALUES),
-            keep_default_na=False,
-            skipinitialspace=True,
-        )
+        frame = read_frame(source)
     except FileNotFoundError:
         raise DataError(
-            f"data_source {str(path)!r} no longer exists.", "Restore the file and submit again."
+            f"data_source {spec.data_source!r} no longer exists.", "Restore it and submit again."
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"data_source {str(path)!r} could not be read as CSV: {exc}.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise DataError(f"data_source {spec.data_source!r} could not be read: {exc}.") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     targets = spec.targets
     missing = [c for c in [*targets, *(spec.feature_columns or [])] if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"Columns {missing} are not in {path.name}.", f"Its columns are {list(frame.columns)}."
-        )
+        raise DataError(f"Columns {missing} are not in {name}.", f"Its columns are {list(frame.columns)}.")
     features = spec.feature_columns or [c for c in frame.columns if c not in targets]
     before = len(frame)
     frame = frame.dropna(subset=targets)
@@ -108,7 +134,7 @@ def load_tabular(spec: SVMSpec) -> TabularData:
         targets=targets,
         classes=classes,
         rows_dropped=dropped,
-        sha256=sha256_of(path),
+        sha256=sha256_of(source.path) if source.path else f"sklearn-{sklearn.__version__}",
     )
 
 
