@@ -9,7 +9,7 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -19,10 +19,11 @@ from pydantic import BaseModel, Field
 from mcp_trainer import __version__
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.service import DEFAULT_CONCURRENCY, MAX_PAGE, TrainingService
-from mcp_trainer.specs import MAX_FOLDS, MAX_TRIALS
+from mcp_trainer.spaces import describe_spaces
+from mcp_trainer.specs import MAX_FOLDS, MAX_TRIALS, TaskType
 from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
 
-__all__ = ["MAX_WAIT_S", "ServerConfig", "SubmitResult", "TaskLogs", "build_server"]
+__all__ = ["MAX_WAIT_S", "SearchSpaces", "ServerConfig", "SubmitResult", "TaskLogs", "build_server"]
 
 log = logging.getLogger(__name__)
 MAX_WAIT_S = 45.0  # desktop hosts cut a tool call after about 60 s
@@ -57,6 +58,11 @@ class SubmitResult(BaseModel):
     status: str
     queue_position: int | None = Field(description="1 = next to start")
     message: str
+
+
+class SearchSpaces(BaseModel):
+    families: dict[str, Any]
+    task_types: dict[str, Any]
 
 
 class TaskLogs(BaseModel):
@@ -112,9 +118,11 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
     async def submit_training_task(
         ctx: Context,
         task_type: Annotated[
-            Literal["svm_classification", "svm_regression"],
+            TaskType,
             Field(
-                description="svm_classification predicts a category; svm_regression a number (or several)."
+                description="Model family and kind: *_classification predicts a category, *_regression a "
+                "number (or several); auto_* searches across families and keeps the best. "
+                "get_search_spaces lists each family's parameters."
             ),
         ],
         data_source: Annotated[
@@ -178,6 +186,29 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             Field(description="Scan the whole file before queueing (false: header only, for huge files)."),
         ] = True,
         random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42,
+        params: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="Fixed hyperparameters of the family, e.g. {'n_estimators': 300}; not searched."
+            ),
+        ] = None,
+        search_space: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="Narrowed search ranges inside the family's bounds, e.g. "
+                "{'max_depth': {'low': 4, 'high': 12}, 'max_features': ['sqrt']}."
+            ),
+        ] = None,
+        families: Annotated[
+            list[str] | None,
+            Field(description="auto_* only: the families to try (default: all of the kind)."),
+        ] = None,
+        timeout_s: Annotated[
+            float | None,
+            Field(
+                gt=0, description="Stop the search after this many seconds, keeping the best model so far."
+            ),
+        ] = None,
         user_id: Annotated[str | None, Field(max_length=200, description="Who the task is for.")] = None,
         priority: Annotated[Literal["high", "normal", "low"], Field(description="Queue class.")] = "normal",
         name: Annotated[str | None, Field(max_length=200, description="A label for humans.")] = None,
@@ -209,6 +240,10 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             "missing_values": missing_values,
             "validate_data": validate_data,
             "random_state": random_state,
+            "params": params,
+            "search_space": search_space,
+            "families": families,
+            "timeout_s": timeout_s,
         }
         with _tool_errors():
             view = await _service(ctx).submit(
@@ -224,6 +259,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             queue_position=view.queue_position,
             message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
         )
+
+    @server.tool()
+    async def get_search_spaces() -> SearchSpaces:
+        """The model families, the hyperparameters each one tunes with their ranges, and the task types.
+        Use it to choose `params` (fixed values) or `search_space` (narrowed ranges) for a submission."""
+        return SearchSpaces.model_validate(describe_spaces())
 
     @server.tool()
     async def get_task_status(ctx: Context, task_id: TaskId) -> TaskStatusView:

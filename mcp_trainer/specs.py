@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.spaces import TASK_FAMILIES, Kind, check_params, check_search_space, families_for
 
 __all__ = [
     "CLASSIFICATION_SCORING",
     "REGRESSION_SCORING",
     "TASK_TYPES",
     "SVMSpec",
+    "TabularSpec",
     "TaskSpec",
+    "TaskType",
 ]
 
 Kernel = Literal["linear", "rbf", "poly", "sigmoid"]
@@ -36,12 +41,36 @@ MAX_TRIALS = 1000
 MAX_FOLDS = 20
 
 
-class SVMSpec(BaseModel):
-    """A support-vector classifier or regressor on a CSV file, optionally tuned by an Optuna search."""
+TaskType = Literal[
+    "svm_classification",
+    "svm_regression",
+    "logistic_regression",
+    "ridge_regression",
+    "elastic_net_regression",
+    "knn_classification",
+    "knn_regression",
+    "random_forest_classification",
+    "random_forest_regression",
+    "extra_trees_classification",
+    "extra_trees_regression",
+    "hist_gradient_boosting_classification",
+    "hist_gradient_boosting_regression",
+    "auto_classification",
+    "auto_regression",
+]
+_SVM_FIELDS = ("kernel", "C", "gamma", "degree", "epsilon")
+
+
+class TabularSpec(BaseModel):
+    """A scikit-learn model on tabular data, optionally tuned by an Optuna search.
+
+    `params` fixes hyperparameters, `search_space` narrows the ranges searched (see spaces.py); the
+    SVM families also take their parameters as the flat fields kernel, C, gamma, degree and epsilon.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    task_type: Literal["svm_classification", "svm_regression"]
+    task_type: TaskType
     data_source: Annotated[
         str,
         Field(
@@ -80,10 +109,29 @@ class SVMSpec(BaseModel):
     missing_values: Literal["impute", "error"] = "impute"
     validate_data: bool = True
     random_state: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    params: dict[str, Any] = Field(default_factory=dict, description="Fixed hyperparameters of the family.")
+    search_space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Narrowed ranges: {name: {'low': x, 'high': y}} or {name: [allowed choices]}.",
+    )
+    families: list[str] | None = Field(
+        default=None, description="auto_* only: the families to search across (default: all of the kind)."
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = Field(
+        default=None, description="Stop the search after this many seconds and keep the best model so far."
+    )
+
+    @property
+    def family(self) -> str:
+        return TASK_FAMILIES[self.task_type][0]
+
+    @property
+    def kind(self) -> Kind:
+        return TASK_FAMILIES[self.task_type][1]
 
     @property
     def is_classification(self) -> bool:
-        return self.task_type.endswith("classification")
+        return self.kind == "classification"
 
     @property
     def targets(self) -> list[str]:
@@ -100,15 +148,41 @@ class SVMSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> SVMSpec:
+    def _consistent(self) -> TabularSpec:
+        if self.family != "svm":
+            flat = [f for f in _SVM_FIELDS if getattr(self, f) is not None]
+            if flat:
+                raise ValueError(
+                    f"{', '.join(flat)} apply to the svm task types only; for {self.task_type} pass "
+                    "hyperparameters in params"
+                )
+        if self.family == "auto":
+            if not self.optimize_hyperparameters:
+                raise ValueError(
+                    f"{self.task_type} chooses a family by searching; keep optimize_hyperparameters"
+                )
+            if self.params or self.search_space:
+                raise ValueError(f"{self.task_type} searches across families; it takes families, not params")
+            known = families_for(self.kind)
+            for name in self.families or []:
+                if name not in known:
+                    raise ValueError(f"families: {name!r} is not a {self.kind} family ({', '.join(known)})")
+        elif self.families is not None:
+            raise ValueError("families applies to auto_classification and auto_regression only")
+        else:
+            try:
+                check_params(self.family, self.kind, self.params)
+                check_search_space(self.family, self.kind, self.search_space)
+            except InvalidInputError as exc:
+                raise ValueError(str(exc)) from None
         if self.is_classification:
             if isinstance(self.target_column, list) and len(self.target_column) > 1:
                 raise ValueError(
-                    "svm_classification predicts one target column; pass a single name "
-                    "(several columns are only for svm_regression)"
+                    f"{self.task_type} predicts one target column; pass a single name "
+                    "(several columns are for the regression task types)"
                 )
             if self.epsilon is not None:
-                raise ValueError("epsilon applies to svm_regression only; leave it out for classification")
+                raise ValueError("epsilon applies to regression only; leave it out for classification")
         allowed = CLASSIFICATION_SCORING if self.is_classification else REGRESSION_SCORING
         if self.scoring is not None and self.scoring not in allowed:
             raise ValueError(
@@ -127,5 +201,6 @@ class SVMSpec(BaseModel):
         return self.scoring or ("accuracy" if self.is_classification else "r2")
 
 
-TaskSpec = SVMSpec
-TASK_TYPES: tuple[str, ...] = ("svm_classification", "svm_regression")
+SVMSpec = TabularSpec  # the name this spec had when SVMs were the only models
+TaskSpec = TabularSpec
+TASK_TYPES: tuple[str, ...] = tuple(TASK_FAMILIES)

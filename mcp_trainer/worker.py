@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from mcp_trainer.models import ErrorKind, TaskError, TaskRecord
-from mcp_trainer.trainers.base import DataError, StopRequested, WorkerContext
+from mcp_trainer.trainers.base import DataError, SearchTimeout, StopRequested, WorkerContext
 from mcp_trainer.trainers.registry import load_trainer
 
 __all__ = ["classify_exception", "worker_main"]
@@ -79,6 +79,8 @@ def classify_exception(exc: BaseException) -> TaskError:
     """Map an exception from training to a classified error an agent can act on."""
     if isinstance(exc, DataError):
         return TaskError(kind=ErrorKind.DATA_ERROR, message=exc.message, hint=exc.hint)
+    if isinstance(exc, SearchTimeout):
+        return TaskError(kind=ErrorKind.TIMEOUT, message=exc.message, hint=exc.hint)
     if isinstance(exc, MemoryError):
         return TaskError(
             kind=ErrorKind.OUT_OF_MEMORY,

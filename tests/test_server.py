@@ -22,6 +22,7 @@ TOOLS = {
     "get_queue_status",
     "wait_for_task",
     "get_task_logs",
+    "get_search_spaces",
 }
 
 

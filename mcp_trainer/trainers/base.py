@@ -13,11 +13,20 @@ from typing import Any
 from mcp_trainer.ids import model_id_for
 from mcp_trainer.models import Progress, TaskRecord, TaskResult
 
-__all__ = ["DataError", "StopRequested", "Trainer", "WorkerContext"]
+__all__ = ["DataError", "SearchTimeout", "StopRequested", "Trainer", "WorkerContext"]
 
 
 class StopRequested(Exception):
     """Raised inside a trainer when its task was asked to stop."""
+
+
+class SearchTimeout(Exception):
+    """The task's time limit passed before it produced a model."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 class DataError(Exception):

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-import mcp_trainer.trainers.svm  # noqa: F401
+import mcp_trainer.trainers.sklearn_search  # noqa: F401

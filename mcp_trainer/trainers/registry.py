@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import importlib
 
+from mcp_trainer.spaces import TASK_FAMILIES
 from mcp_trainer.trainers.base import Trainer
 
 __all__ = ["TRAINERS", "load_trainer"]
 
-TRAINERS: dict[str, str] = {
-    "svm_classification": "mcp_trainer.trainers.svm:SVMTrainer",
-    "svm_regression": "mcp_trainer.trainers.svm:SVMTrainer",
-}
+# Every tabular task type runs on the scikit-learn trainer; its family comes from the spec.
+TRAINERS: dict[str, str] = dict.fromkeys(TASK_FAMILIES, "mcp_trainer.trainers.sklearn_search:SklearnTrainer")
 
 
 def load_trainer(task_type: str) -> Trainer:

@@ -1,4 +1,4 @@
-"""Support-vector classification and regression, tuned by an Optuna search scored by cross-validation."""
+"""scikit-learn models of every family (spaces.py), tuned by an Optuna search scored by cross-validation."""
 
 from __future__ import annotations
 
@@ -17,81 +17,85 @@ import sklearn
 from sklearn import metrics as skm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
-from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import Pipeline
-from sklearn.svm import SVC, SVR
 
 from mcp_trainer.artifacts import save_model_dir
 from mcp_trainer.models import TaskResult
-from mcp_trainer.specs import SVMSpec
-from mcp_trainer.trainers.base import DataError, Trainer, WorkerContext
+from mcp_trainer.spaces import FAMILIES, Choice, Kind, families_for, narrow
+from mcp_trainer.specs import TabularSpec
+from mcp_trainer.trainers.base import DataError, SearchTimeout, Trainer, WorkerContext
+from mcp_trainer.trainers.families import build_model
 from mcp_trainer.trainers.study import open_study
 from mcp_trainer.trainers.tabular import TabularData, build_preprocessor, load_tabular
 
-__all__ = ["SEARCH_SPACE", "SVMTrainer"]
+__all__ = ["SklearnTrainer"]
 
 log = logging.getLogger(__name__)
 
-# The search space, in one place. (low, high, log scale)
-SEARCH_SPACE: dict[str, Any] = {
-    "kernel": ["linear", "rbf", "poly", "sigmoid"],
-    "C": (1e-3, 1e3, True),
-    "gamma": (1e-4, 1e1, True),
-    "degree": (2, 4, False),
-    "epsilon": (1e-3, 1.0, True),
-}
 # Progress bands: loading 0-5 %, search 5-90 %, final fit 90-95 %, evaluation and saving 95-100 %.
 _SEARCH_START, _SEARCH_END = 5.0, 90.0
+_SVM_FLAT = ("kernel", "C", "gamma", "degree", "epsilon")
 
 
-def _suggest(trial: optuna.trial.BaseTrial, spec: SVMSpec) -> dict[str, Any]:
-    kernel = spec.kernel or trial.suggest_categorical("kernel", SEARCH_SPACE["kernel"])
-    params: dict[str, Any] = {"kernel": kernel}
-    lo, hi, log_scale = SEARCH_SPACE["C"]
-    params["C"] = spec.C if spec.C is not None else trial.suggest_float("C", lo, hi, log=log_scale)
-    if kernel != "linear":
-        lo, hi, log_scale = SEARCH_SPACE["gamma"]
-        params["gamma"] = (
-            spec.gamma if spec.gamma is not None else trial.suggest_float("gamma", lo, hi, log=log_scale)
-        )
-    if kernel == "poly":
-        lo, hi, _ = SEARCH_SPACE["degree"]
-        params["degree"] = spec.degree if spec.degree is not None else trial.suggest_int("degree", lo, hi)
-    if not spec.is_classification:
-        lo, hi, log_scale = SEARCH_SPACE["epsilon"]
-        params["epsilon"] = (
-            spec.epsilon
-            if spec.epsilon is not None
-            else trial.suggest_float("epsilon", lo, hi, log=log_scale)
-        )
-    return params
+def _fixed(spec: TabularSpec) -> dict[str, Any]:
+    """Hyperparameters the caller fixed: `params`, plus the SVM families' flat fields."""
+    fixed = dict(spec.params)
+    if spec.family == "svm":
+        fixed.update({f: getattr(spec, f) for f in _SVM_FLAT if getattr(spec, f) is not None})
+    return fixed
 
 
-def _fixed_params(spec: SVMSpec) -> dict[str, Any]:
-    """Parameters without a search: the caller's, else scikit-learn's defaults."""
-    kernel = spec.kernel or "rbf"
-    params: dict[str, Any] = {"kernel": kernel, "C": spec.C if spec.C is not None else 1.0}
-    if kernel != "linear":
-        params["gamma"] = spec.gamma if spec.gamma is not None else "scale"
-    if kernel == "poly":
-        params["degree"] = spec.degree if spec.degree is not None else 3
-    if not spec.is_classification:
-        params["epsilon"] = spec.epsilon if spec.epsilon is not None else 0.1
-    return params
+def _suggest_family(
+    trial: optuna.trial.BaseTrial,
+    family: str,
+    kind: Kind,
+    fixed: dict[str, Any],
+    overrides: dict[str, Any],
+    prefix: str = "",
+) -> dict[str, Any]:
+    """One value per applicable parameter: the fixed one, else a suggestion from the (narrowed) space."""
+    chosen: dict[str, Any] = {}
+    for name, param in FAMILIES[family].params.items():
+        if not param.applies({**fixed, **chosen}, kind):
+            continue
+        if name in fixed:
+            chosen[name] = fixed[name]
+            continue
+        space = narrow(param.space, overrides[name]) if name in overrides else param.space
+        assert space is not None  # overrides were checked at submission
+        key = prefix + name
+        if isinstance(space, Choice):
+            chosen[name] = trial.suggest_categorical(key, list(space.choices))
+        elif space.integer:
+            chosen[name] = trial.suggest_int(key, int(space.low), int(space.high), log=space.log)
+        else:
+            chosen[name] = trial.suggest_float(key, space.low, space.high, log=space.log)
+    return chosen
 
 
-def _estimator(spec: SVMSpec, data: TabularData, params: dict[str, Any]) -> Pipeline:
-    model: Any
-    if spec.is_classification:
-        model = SVC(**params, random_state=spec.random_state)
-    else:
-        model = SVR(**params)
-        if len(data.targets) > 1:
-            model = MultiOutputRegressor(model)
+def _suggest(trial: optuna.trial.BaseTrial, spec: TabularSpec) -> tuple[str, dict[str, Any]]:
+    """(family, parameters) for one trial; auto task types choose the family too."""
+    if spec.family != "auto":
+        return spec.family, _suggest_family(trial, spec.family, spec.kind, _fixed(spec), spec.search_space)
+    family = str(trial.suggest_categorical("family", spec.families or families_for(spec.kind)))
+    return family, _suggest_family(trial, family, spec.kind, {}, {}, prefix=f"{family}.")
+
+
+def _estimator(spec: TabularSpec, data: TabularData, family: str, params: dict[str, Any]) -> Pipeline:
+    model = build_model(family, spec.kind, params, spec.random_state, n_targets=len(data.targets))
     return Pipeline([("preprocess", build_preprocessor(data, scale=spec.scale_features)), ("model", model)])
 
 
-def _held_out_metrics(spec: SVMSpec, pipe: Pipeline, X: pd.DataFrame, y: Any) -> dict[str, float]:
+def _auc_scores(pipe: Pipeline, X: pd.DataFrame) -> Any:
+    if hasattr(pipe, "decision_function"):
+        try:
+            return pipe.decision_function(X)
+        except AttributeError:  # a pipeline exposes it even when its model lacks it
+            pass
+    return pipe.predict_proba(X)[:, 1]
+
+
+def _held_out_metrics(spec: TabularSpec, pipe: Pipeline, X: pd.DataFrame, y: Any) -> dict[str, float]:
     pred = pipe.predict(X)
     if spec.is_classification:
         out = {
@@ -102,7 +106,7 @@ def _held_out_metrics(spec: SVMSpec, pipe: Pipeline, X: pd.DataFrame, y: Any) ->
             "recall_macro": skm.recall_score(y, pred, average="macro", zero_division=0),
         }
         if len(np.unique(y)) == 2:
-            out["roc_auc"] = skm.roc_auc_score(y, pipe.decision_function(X))
+            out["roc_auc"] = skm.roc_auc_score(y, _auc_scores(pipe, X))
     else:
         out = {
             "r2": skm.r2_score(y, pred),
@@ -112,7 +116,7 @@ def _held_out_metrics(spec: SVMSpec, pipe: Pipeline, X: pd.DataFrame, y: Any) ->
     return {k: round(float(v), 6) for k, v in out.items()}
 
 
-class SVMTrainer(Trainer):
+class SklearnTrainer(Trainer):
     def run(self, ctx: WorkerContext) -> TaskResult:
         spec = ctx.record.spec
         started = time.perf_counter()
@@ -144,18 +148,18 @@ class SVMTrainer(Trainer):
         reports: dict[str, str | bytes] = {}
         search_started = time.perf_counter()
         if spec.optimize_hyperparameters:
-            best_params, cv_score, n_done, trials_csv = self._search(
+            family, best_params, cv_score, n_done, trials_csv = self._search(
                 ctx, spec, data, X_train, y_train, cv, scoring
             )
             reports["trials.csv"] = trials_csv
         else:
-            best_params = _fixed_params(spec)
+            family, best_params = spec.family, _fixed(spec)
         search_s = time.perf_counter() - search_started
 
         ctx.check_stop()
         ctx.report(phase="training", percent=_SEARCH_END, eta_s=None, force=True)
         fit_started = time.perf_counter()
-        final = _estimator(spec, data, best_params)
+        final = _estimator(spec, data, family, best_params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             final.fit(X_train, y_train)
@@ -166,6 +170,7 @@ class SVMTrainer(Trainer):
         ctx.report(phase="saving", percent=97.0, force=True)
 
         metadata = self._metadata(ctx, spec, data, best_params, cv_score, held_out, n_done)
+        metadata["family"] = family
         metadata["timings_s"] = {
             "load": round(load_s, 3),
             "search": round(search_s, 3),
@@ -187,20 +192,20 @@ class SVMTrainer(Trainer):
             model_dir=str(path),
             metrics=held_out,
             cv_score=cv_score,
-            best_params=best_params,
+            best_params={"family": family, **best_params} if spec.family == "auto" else best_params,
             n_trials_completed=n_done,
         )
 
     def _search(
         self,
         ctx: WorkerContext,
-        spec: SVMSpec,
+        spec: TabularSpec,
         data: TabularData,
         X: pd.DataFrame,
         y: Any,
         cv: KFold | StratifiedKFold,
         scoring: str,
-    ) -> tuple[dict[str, Any], float, int, str]:
+    ) -> tuple[str, dict[str, Any], float, int, str]:
         study = open_study(
             ctx.work_dir, study_name=ctx.record.task_id, direction="maximize", seed=spec.random_state
         )
@@ -212,12 +217,12 @@ class SVMTrainer(Trainer):
 
         def objective(trial: optuna.Trial) -> float:
             ctx.check_stop()
-            params = _suggest(trial, spec)
+            family, params = _suggest(trial, spec)
             t0 = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 scores = cross_val_score(
-                    _estimator(spec, data, params), X, y, cv=cv, scoring=scoring, error_score=np.nan
+                    _estimator(spec, data, family, params), X, y, cv=cv, scoring=scoring, error_score=np.nan
                 )
             durations.append(time.perf_counter() - t0)
             return float(np.mean(scores))  # NaN marks the trial failed; the search goes on
@@ -240,22 +245,37 @@ class SVMTrainer(Trainer):
 
         ctx.report(phase="searching", trial=done, n_trials=spec.n_trials, percent=_SEARCH_START, force=True)
         remaining = spec.n_trials - done
+        search_started = time.monotonic()
         if remaining > 0:
-            study.optimize(objective, n_trials=remaining, callbacks=[after_trial])
+            study.optimize(objective, n_trials=remaining, timeout=spec.timeout_s, callbacks=[after_trial])
         best = _best_or_none(study)
+        timed_out = spec.timeout_s is not None and time.monotonic() - search_started >= spec.timeout_s
+        if best is None and timed_out:
+            raise SearchTimeout(
+                f"No trial finished within timeout_s={spec.timeout_s:g}.",
+                "Raise timeout_s, or use fewer rows or a cheaper model family.",
+            )
         if best is None:
             raise DataError(
                 f"None of the {spec.n_trials} trials produced a score: every model failed on this data.",
-                "Check the task log for the reason; fix the kernel or C/gamma, or the data.",
+                "The task log has each trial's error; fix the fixed parameters or the data.",
             )
-        params = _suggest(optuna.trial.FixedTrial(best.params), spec)
+        if timed_out:
+            log.info("timeout_s=%g reached: keeping the best of %d trials", spec.timeout_s, len(study.trials))
+        family, params = _suggest(optuna.trial.FixedTrial(best.params), spec)
         trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration"))
-        return params, round(float(best.value or 0.0), 6), len(study.trials), trials.to_csv(index=False)
+        return (
+            family,
+            params,
+            round(float(best.value or 0.0), 6),
+            len(study.trials),
+            trials.to_csv(index=False),
+        )
 
     def _metadata(
         self,
         ctx: WorkerContext,
-        spec: SVMSpec,
+        spec: TabularSpec,
         data: TabularData,
         best_params: dict[str, Any],
         cv_score: float | None,
@@ -305,7 +325,7 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _summary(model_id: str, spec: SVMSpec, meta: dict[str, Any]) -> str:
+def _summary(model_id: str, spec: TabularSpec, meta: dict[str, Any]) -> str:
     lines = [
         f"# {model_id}",
         "",
