@@ -104,6 +104,8 @@ def load_tabular(spec: SVMSpec) -> TabularData:
         else:
             X[col] = X[col].astype("string").astype(object).where(X[col].notna(), np.nan)
             categorical.append(col)
+    # Column-by-column assignment leaves the frame in many blocks; every fit would pay to consolidate it.
+    X = X.copy()
     if spec.missing_values == "error" and X.isna().any().any():
         holes = [c for c in features if X[c].isna().any()]
         raise DataError(
