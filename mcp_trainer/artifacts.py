@@ -23,6 +23,9 @@ __all__ = [
     "METADATA_FILE",
     "MODEL_FILE",
     "REPORTS_DIR",
+    "delete_model_dir",
+    "list_metadata",
+    "load_verified_model",
     "model_dir",
     "read_metadata",
     "save_model_dir",
@@ -101,3 +104,53 @@ def save_model_dir(
             shutil.rmtree(tmp)
         raise
     return final
+
+
+def list_metadata(models_dir: Path) -> list[dict[str, Any]]:
+    """The metadata of every complete model directory (newest first); unreadable ones are skipped."""
+    out: list[dict[str, Any]] = []
+    root = Path(models_dir)
+    if not root.is_dir():
+        return out
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue  # a directory still being assembled
+        try:
+            data = json.loads((entry / METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("model_id") == entry.name:
+            out.append(data)
+    out.sort(key=lambda m: (m.get("created_at") or 0, m["model_id"]), reverse=True)
+    return out
+
+
+def delete_model_dir(models_dir: Path, model_id: str) -> None:
+    """Remove a model directory; raises InvalidInputError if there is no such model."""
+    path = model_dir(models_dir, model_id)
+    if not (path / METADATA_FILE).is_file():
+        raise InvalidInputError(
+            f"No model {model_id} in {models_dir}.", "list_models shows the models that exist."
+        )
+    # Rename first so that a reader never sees a half-deleted model under its id.
+    doomed = path.with_name(f".deleting-{model_id}-{os.getpid()}")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def load_verified_model(models_dir: Path, model_id: str) -> tuple[Any, dict[str, Any]]:
+    """Unpickle a model only if its file's sha256 matches its metadata. Heavy: call it in a worker."""
+    meta = read_metadata(models_dir, model_id)
+    path = model_dir(models_dir, model_id) / str(meta.get("model_file", MODEL_FILE))
+    expected = meta.get("model_sha256")
+    if not path.is_file():
+        raise InvalidInputError(f"Model {model_id} has no model file.", "Train it again.")
+    if not isinstance(expected, str) or sha256_of(path) != expected:
+        raise InvalidInputError(
+            f"The model file of {model_id} does not match the sha256 in its metadata; it was changed after "
+            "training and will not be loaded.",
+            "Train the model again (a pickle runs code when loaded, so a changed file is never trusted).",
+        )
+    import joblib
+
+    return joblib.load(path), meta

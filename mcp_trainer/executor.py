@@ -30,8 +30,9 @@ from typing import Any
 import anyio
 import psutil
 
+from mcp_trainer.errors import TrainerError
 from mcp_trainer.models import TaskRecord
-from mcp_trainer.worker import worker_main
+from mcp_trainer.worker import job_main, worker_main
 
 __all__ = ["PRELOAD", "ProcessExecutor", "WorkerHandle", "kill_process_group", "process_group_alive"]
 
@@ -157,6 +158,32 @@ class ProcessExecutor:
             return
         kill_process_group(handle.pid, signal.SIGKILL)
         await self._exited_within(handle, 5.0)
+
+    async def run_job(self, target: str, kwargs: dict[str, Any], timeout_s: float) -> Any:
+        """Run `module:function(**kwargs)` in a fresh worker process and return its result.
+
+        Raises TrainerError with the job's message when it refuses its input, TimeoutError past `timeout_s`.
+        The process group is ended whatever happens.
+        """
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = _WorkerProcess(target=job_main, args=(child, target, kwargs), daemon=False)
+        await anyio.to_thread.run_sync(process.start)
+        child.close()
+        assert process.pid is not None
+        try:
+            with anyio.fail_after(timeout_s):
+                await _readable_any(parent, timeout=timeout_s + 1)
+                try:
+                    kind, payload = parent.recv()
+                except (EOFError, OSError):
+                    raise TrainerError("The job's process died before it answered.") from None
+        finally:
+            kill_process_group(process.pid)
+            await anyio.to_thread.run_sync(process.join, 5.0)
+            parent.close()
+        if kind == "error":
+            raise TrainerError(payload["message"], payload.get("hint"))
+        return payload
 
     async def _exited_within(self, handle: WorkerHandle, seconds: float) -> bool:
         # Polls rather than waiting on the sentinel: `messages` may be waiting on it already.

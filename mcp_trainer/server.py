@@ -21,7 +21,7 @@ from mcp_trainer.errors import TrainerError
 from mcp_trainer.service import DEFAULT_CONCURRENCY, MAX_PAGE, TrainingService
 from mcp_trainer.spaces import describe_spaces
 from mcp_trainer.specs import MAX_FOLDS, MAX_TRIALS, TaskType
-from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views import ModelInfo, ModelPage, Predictions, QueueStatus, TaskPage, TaskStatusView
 
 __all__ = ["MAX_WAIT_S", "SearchSpaces", "ServerConfig", "SubmitResult", "TaskLogs", "build_server"]
 
@@ -37,6 +37,10 @@ Runs real training jobs on this machine. Training never happens inside a tool ca
    with a hint. cancel_training_task stops a task for real. get_queue_status shows the load.
 Paths (data_source) are paths on the machine that runs this server."""
 
+ModelId = Annotated[
+    str,
+    Field(description="A model id from get_task_status or list_models, e.g. model_20261122T143000_8f3a2c1d"),
+]
 TaskId = Annotated[
     str, Field(description="Id returned by submit_training_task, e.g. task_20261122T143000_8f3a2c1d")
 ]
@@ -63,6 +67,11 @@ class SubmitResult(BaseModel):
 class SearchSpaces(BaseModel):
     families: dict[str, Any]
     task_types: dict[str, Any]
+
+
+class DeletedModel(BaseModel):
+    model_id: str
+    deleted: bool
 
 
 class TaskLogs(BaseModel):
@@ -341,5 +350,50 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             service = _service(ctx)
             lines = await service.logs(task_id, tail)
             return TaskLogs(task_id=task_id, status=service.status(task_id).status.value, lines=lines)
+
+    @server.tool()
+    async def list_models(
+        ctx: Context,
+        task_type: Annotated[str | None, Field(description="Only models of this task type.")] = None,
+        user_id: Annotated[str | None, Field(description="Only this user's models.")] = None,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="Models per page.")] = 20,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
+    ) -> ModelPage:
+        """Saved models newest first, with their held-out metrics."""
+        with _tool_errors():
+            return await _service(ctx).list_models(
+                task_type=task_type, user_id=user_id, limit=limit, cursor=cursor
+            )
+
+    @server.tool()
+    async def get_model_info(ctx: Context, model_id: ModelId) -> ModelInfo:
+        """Everything recorded about a model: best parameters, CV and held-out metrics, features and their
+        types, target and classes, data file hash, library versions, timings, report files."""
+        with _tool_errors():
+            return await _service(ctx).model_info(model_id)
+
+    @server.tool()
+    async def predict(
+        ctx: Context,
+        model_id: ModelId,
+        rows: Annotated[
+            list[dict[str, Any]] | None,
+            Field(max_length=10_000, description="Rows as {feature: value} objects (null = missing)."),
+        ] = None,
+        data_source: Annotated[
+            str | None, Field(description="Or a data file / sklearn:<name> holding the feature columns.")
+        ] = None,
+    ) -> Predictions:
+        """Batch predictions, with class probabilities for classifiers that estimate them. Runs in a separate
+        process; a model file whose sha256 does not match its metadata is refused."""
+        with _tool_errors():
+            return await _service(ctx).predict(model_id, rows=rows, data_source=data_source)
+
+    @server.tool()
+    async def delete_model(ctx: Context, model_id: ModelId) -> DeletedModel:
+        """Delete a saved model's directory (model file, metadata, reports). It cannot be undone."""
+        with _tool_errors():
+            await _service(ctx).delete_model(model_id)
+        return DeletedModel(model_id=model_id, deleted=True)
 
     return server

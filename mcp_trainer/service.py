@@ -25,17 +25,26 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 
+from mcp_trainer.artifacts import REPORTS_DIR, delete_model_dir, list_metadata, model_dir, read_metadata
 from mcp_trainer.datasources import parse_source
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TrainerError, describe_validation_error
 from mcp_trainer.executor import ProcessExecutor
-from mcp_trainer.ids import check_task_id, new_task_id
+from mcp_trainer.ids import check_model_id, check_task_id, new_task_id
 from mcp_trainer.models import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.preflight import check_dataset
 from mcp_trainer.scheduler import Scheduler, runnable_order
 from mcp_trainer.specs import TASK_TYPES, SVMSpec, TaskSpec
 from mcp_trainer.store import TaskStore
 from mcp_trainer.system import machine_status
-from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views import (
+    ModelInfo,
+    ModelPage,
+    ModelSummary,
+    Predictions,
+    QueueStatus,
+    TaskPage,
+    TaskStatusView,
+)
 
 __all__ = ["DEFAULT_CONCURRENCY", "TrainingService"]
 
@@ -287,6 +296,89 @@ class TrainingService:
         if window < size:
             lines = lines[1:]  # the first line of the window may be cut
         return lines[-tail:]
+
+    # -- models --------------------------------------------------------------------------------------
+
+    async def list_models(
+        self,
+        *,
+        task_type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> ModelPage:
+        """Saved models newest first, filtered, one page at a time."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE} (got {limit}).")
+        metas = await anyio.to_thread.run_sync(list_metadata, self.models_dir)
+        metas = [
+            m
+            for m in metas
+            if (task_type is None or m.get("task_type") == task_type)
+            and (user_id is None or m.get("user_id") == user_id)
+        ]
+        start = 0
+        if cursor is not None:
+            check_model_id(cursor)
+            start = next((i + 1 for i, m in enumerate(metas) if m["model_id"] == cursor), None) or 0
+            if start == 0:
+                raise InvalidInputError("cursor names no listed model.", "Omit it to start from the newest.")
+        page = metas[start : start + limit]
+        more = start + limit < len(metas)
+        return ModelPage(
+            models=[ModelSummary.of(m) for m in page],
+            total=len(metas),
+            next_cursor=page[-1]["model_id"] if more and page else None,
+        )
+
+    async def model_info(self, model_id: str) -> ModelInfo:
+        """Metadata and metrics of a saved model; raises InvalidInputError for an unknown id."""
+        meta = await anyio.to_thread.run_sync(read_metadata, self.models_dir, check_model_id(model_id))
+        reports_dir = model_dir(self.models_dir, model_id) / REPORTS_DIR
+        reports = sorted(p.name for p in reports_dir.iterdir()) if reports_dir.is_dir() else []
+        return ModelInfo.full(meta, reports)
+
+    async def delete_model(self, model_id: str) -> None:
+        """Remove a saved model's directory; raises InvalidInputError for an unknown id."""
+        await anyio.to_thread.run_sync(delete_model_dir, self.models_dir, check_model_id(model_id))
+
+    async def predict(
+        self,
+        model_id: str,
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        data_source: str | None = None,
+        timeout_s: float = 40.0,
+    ) -> Predictions:
+        """Predict with a saved model in a separate process (the model file is checked against its sha256)."""
+        _, scheduler = self._parts()
+        check_model_id(model_id)
+        if (rows is None) == (data_source is None):
+            raise InvalidInputError("Give either rows or data_source, not both and not neither.")
+        if rows is not None and not rows:
+            raise InvalidInputError("rows is empty; give at least one row.")
+        if rows is not None and len(rows) > 10_000:
+            raise InvalidInputError(
+                f"{len(rows)} rows is more than the 10000 one call predicts.", "Split them."
+            )
+        await anyio.to_thread.run_sync(read_metadata, self.models_dir, model_id)  # a clear error if unknown
+        if data_source is not None:
+            source = parse_source(data_source)
+            if source.path is not None:
+                data_source = str(source.path.resolve())
+                if not source.path.is_file():
+                    raise InvalidInputError(f"data_source {data_source!r} does not exist.")
+        out = await scheduler.executor.run_job(
+            "mcp_trainer.trainers.predict:predict",
+            {
+                "models_dir": str(self.models_dir),
+                "model_id": model_id,
+                "rows": rows,
+                "data_source": data_source,
+            },
+            timeout_s,
+        )
+        return Predictions.model_validate(out)
 
     # -- change --------------------------------------------------------------------------------------
 

@@ -11,7 +11,16 @@ from pydantic import BaseModel, Field
 from mcp_trainer.models import Priority, TaskError, TaskRecord, TaskStatus
 from mcp_trainer.system import MachineStatus
 
-__all__ = ["QueueStatus", "TaskPage", "TaskStatusView", "iso"]
+__all__ = [
+    "ModelInfo",
+    "ModelPage",
+    "ModelSummary",
+    "Predictions",
+    "QueueStatus",
+    "TaskPage",
+    "TaskStatusView",
+    "iso",
+]
 
 
 def iso(ts: float | None) -> str | None:
@@ -118,3 +127,84 @@ class QueueStatus(BaseModel):
     queue_dir: str
     models_dir: str
     machine: MachineStatus
+
+
+class ModelSummary(BaseModel):
+    """A saved model in a listing."""
+
+    model_id: str
+    task_id: str | None
+    task_type: str | None
+    family: str | None
+    name: str | None
+    user_id: str | None
+    created_at: str | None
+    metrics: dict[str, float]
+    cv_score: float | None
+
+    @classmethod
+    def of(cls, meta: dict[str, Any]) -> ModelSummary:
+        return cls(
+            model_id=meta["model_id"],
+            task_id=meta.get("task_id"),
+            task_type=meta.get("task_type"),
+            family=meta.get("family"),
+            name=meta.get("name"),
+            user_id=meta.get("user_id"),
+            created_at=iso(meta.get("created_at")),
+            metrics=meta.get("metrics") or {},
+            cv_score=meta.get("cv_score"),
+        )
+
+
+class ModelPage(BaseModel):
+    models: list[ModelSummary]
+    total: int
+    next_cursor: str | None = None
+
+
+class ModelInfo(ModelSummary):
+    """Everything recorded about a model: parameters, features, target, data hash, versions, timings."""
+
+    best_params: dict[str, Any]
+    scoring: str | None
+    n_trials_completed: int | None
+    features: dict[str, Any]
+    target: list[str]
+    classes: list[Any] | None
+    data: dict[str, Any]
+    versions: dict[str, str]
+    timings_s: dict[str, float]
+    rows: dict[str, int]
+    model_sha256: str
+    parameters: dict[str, Any]
+    reports: list[str]
+
+    @classmethod
+    def full(cls, meta: dict[str, Any], reports: list[str]) -> ModelInfo:
+        return cls(
+            **ModelSummary.of(meta).model_dump(),
+            best_params=meta.get("best_params") or {},
+            scoring=meta.get("scoring"),
+            n_trials_completed=meta.get("n_trials_completed"),
+            features=meta.get("features") or {},
+            target=meta.get("target") or [],
+            classes=meta.get("classes"),
+            data=meta.get("data") or {},
+            versions=meta.get("versions") or {},
+            timings_s=meta.get("timings_s") or {},
+            rows=meta.get("rows") or {},
+            model_sha256=meta.get("model_sha256", ""),
+            parameters=meta.get("parameters") or {},
+            reports=reports,
+        )
+
+
+class Predictions(BaseModel):
+    model_id: str
+    n_rows: int
+    predictions: list[Any]
+    classes: list[Any] | None = Field(None, description="class labels, in the order of each probability row")
+    probabilities: list[list[float]] | None = Field(
+        None, description="per-class probabilities, for classifiers that estimate them"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import importlib
 import logging
 import os
 import signal
@@ -18,12 +19,14 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
+from mcp_trainer.errors import TrainerError
 from mcp_trainer.models import ErrorKind, TaskError, TaskRecord
 from mcp_trainer.trainers.base import DataError, SearchTimeout, StopRequested, WorkerContext
 from mcp_trainer.trainers.registry import load_trainer
 
-__all__ = ["classify_exception", "worker_main"]
+__all__ = ["classify_exception", "job_main", "worker_main"]
 
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("mcp_trainer.worker")
@@ -136,4 +139,25 @@ def worker_main(conn: Connection, record_json: str, queue_dir: str, models_dir: 
         conn.send(("result", result.model_dump(mode="json")))
     finally:
         logging.shutdown()
+        conn.close()
+
+
+def job_main(conn: Connection, target: str, kwargs: dict[str, Any]) -> None:
+    """Entry point of a short job process (e.g. a prediction): call `module:function`, send its result."""
+    os.setpgid(0, 0)
+    _die_with_parent()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # never write on the server's stdout (the protocol on stdio)
+    os.close(devnull)
+    try:
+        module_name, _, func_name = target.partition(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        result = func(**kwargs)
+    except TrainerError as exc:
+        conn.send(("error", {"message": exc.message, "hint": exc.hint}))
+    except Exception as exc:
+        conn.send(("error", {"message": f"{type(exc).__name__}: {exc}", "hint": None, "internal": True}))
+    else:
+        conn.send(("result", result))
+    finally:
         conn.close()

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 
-def test_a_server_that_ran_a_task_to_completion_never_imported_the_training_stack(
+def test_a_server_that_trained_and_predicted_never_imported_the_training_stack(
     queue_dir: Path, models_dir: Path, blobs_csv: Path
 ) -> None:
     script = textwrap.dedent(
@@ -26,6 +26,11 @@ def test_a_server_that_ran_a_task_to_completion_never_imported_the_training_stac
                 task_id = r.structured_content["task_id"]
                 r = await c.call_tool("wait_for_task", {{"task_id": task_id, "timeout_s": 45}})
                 assert r.structured_content["status"] == "completed", r
+                model_id = r.structured_content["model_id"]
+                r = await c.call_tool("predict", {{"model_id": model_id,
+                    "rows": [{{"x1": 0.0, "x2": 0.0, "shade": "a"}}]}})
+                assert not r.is_error and r.structured_content["n_rows"] == 1, r
+                await c.call_tool("get_model_info", {{"model_id": model_id}})
                 await c.call_tool("get_queue_status", {{}})
             stack = ("sklearn", "optuna", "pandas", "torch", "transformers")
             heavy = sorted(m for m in stack if m in sys.modules)

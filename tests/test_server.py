@@ -23,6 +23,10 @@ TOOLS = {
     "wait_for_task",
     "get_task_logs",
     "get_search_spaces",
+    "list_models",
+    "get_model_info",
+    "predict",
+    "delete_model",
 }
 
 

@@ -2,4 +2,5 @@
 
 from __future__ import annotations
 
+import mcp_trainer.trainers.predict
 import mcp_trainer.trainers.sklearn_search  # noqa: F401
