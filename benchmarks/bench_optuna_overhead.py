@@ -66,6 +66,7 @@ async def queue_search(svc: TrainingService, csv: Path) -> tuple[float, float]:
         "cv_folds": FOLDS,
         "random_state": SEED,
         "test_size": TEST_SIZE,
+        "n_parallel_trials": 1,  # like the plain script: one trial at a time
     }
     t0 = time.perf_counter()
     task = await svc.submit(spec)

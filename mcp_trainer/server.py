@@ -218,6 +218,10 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
                 gt=0, description="Stop the search after this many seconds, keeping the best model so far."
             ),
         ] = None,
+        n_parallel_trials: Annotated[
+            int | None,
+            Field(ge=1, le=64, description="Trials at once, each in its own process; default: all CPUs."),
+        ] = None,
         user_id: Annotated[str | None, Field(max_length=200, description="Who the task is for.")] = None,
         priority: Annotated[Literal["high", "normal", "low"], Field(description="Queue class.")] = "normal",
         name: Annotated[str | None, Field(max_length=200, description="A label for humans.")] = None,
@@ -253,6 +257,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             "search_space": search_space,
             "families": families,
             "timeout_s": timeout_s,
+            "n_parallel_trials": n_parallel_trials,
         }
         with _tool_errors():
             view = await _service(ctx).submit(

@@ -117,6 +117,9 @@ class TabularSpec(BaseModel):
     families: list[str] | None = Field(
         default=None, description="auto_* only: the families to search across (default: all of the kind)."
     )
+    n_parallel_trials: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        default=None, description="Trials run at once in separate processes; default: the CPUs available."
+    )
     timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = Field(
         default=None, description="Stop the search after this many seconds and keep the best model so far."
     )

@@ -293,3 +293,26 @@ async def test_a_process_that_does_not_execute_can_cancel_a_task_running_in_anot
         assert view.status is TaskStatus.CANCELLED
         assert not process_group_alive(worker)
         assert server_process.poll() is None  # the owner carries on serving
+
+
+async def test_a_parallel_search_shares_one_study_and_its_cancel_ends_every_helper(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path, slow_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
+        quick = (await svc.submit(quick_spec(blobs_csv, n_trials=8, n_parallel_trials=2))).task_id
+        done = await svc.wait(quick, timeout_s=120)
+        assert done.status is TaskStatus.COMPLETED, done.error
+        record = svc.record(quick)
+        assert record.result is not None and record.result.n_trials_completed is not None
+        assert 8 <= record.result.n_trials_completed <= 9  # one study; a helper may start one extra trial
+        assert any("running the search in 2 processes" in line for line in await svc.logs(quick))
+
+        slow = (await svc.submit(slow_spec(slow_csv, n_parallel_trials=2))).task_id
+        await wait_until(lambda: (svc.status(slow).trial or 0) >= 1, timeout=60)
+        pid = svc.record(slow).worker_pid
+        assert pid is not None
+        helpers = [p for p in psutil.Process(pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+        assert helpers and all(os.getpgid(p.pid) == pid for p in helpers)
+        assert (await svc.cancel(slow)).status is TaskStatus.CANCELLED
+        assert not process_group_alive(pid)
+        assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in helpers)

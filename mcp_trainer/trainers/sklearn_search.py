@@ -25,7 +25,8 @@ from mcp_trainer.spaces import FAMILIES, Choice, Kind, families_for, narrow
 from mcp_trainer.specs import TabularSpec
 from mcp_trainer.trainers.base import DataError, SearchTimeout, Trainer, WorkerContext
 from mcp_trainer.trainers.families import build_model
-from mcp_trainer.trainers.study import open_study
+from mcp_trainer.trainers.parallel import available_cpus, run_parallel
+from mcp_trainer.trainers.study import attach_study, open_study
 from mcp_trainer.trainers.tabular import TabularData, build_preprocessor, load_tabular
 
 __all__ = ["SklearnTrainer"]
@@ -239,16 +240,38 @@ class SklearnTrainer(Trainer):
                 best_score=None if best is None else round(best.value or 0.0, 6),
                 best_params=None if best is None else best.params,
                 percent=_SEARCH_START + (_SEARCH_END - _SEARCH_START) * finished / spec.n_trials,
-                eta_s=round(mean * remaining + mean / spec.cv_folds, 2),
+                eta_s=round(mean * remaining / max(workers, 1) + mean / spec.cv_folds, 2),
             )
             ctx.check_stop()
 
         ctx.report(phase="searching", trial=done, n_trials=spec.n_trials, percent=_SEARCH_START, force=True)
         remaining = spec.n_trials - done
         search_started = time.monotonic()
-        if remaining > 0:
+        workers = min(spec.n_parallel_trials or available_cpus(), remaining)
+        if workers > 1:
+            log.info("running the search in %d processes", workers)
+            run_parallel(
+                study,
+                objective,
+                n_trials=spec.n_trials,
+                workers=workers,
+                timeout_s=spec.timeout_s,
+                reopen=lambda i: attach_study(
+                    ctx.work_dir, study_name=ctx.record.task_id, seed=spec.random_state + i
+                ),
+                callbacks=[after_trial],
+            )
+        elif remaining > 0:
             study.optimize(objective, n_trials=remaining, timeout=spec.timeout_s, callbacks=[after_trial])
         best = _best_or_none(study)
+        finished = len(study.get_trials(deepcopy=False, states=finished_states))
+        ctx.report(  # helpers' last trials end after the main process's last progress report
+            trial=finished,
+            best_score=None if best is None else round(best.value or 0.0, 6),
+            best_params=None if best is None else best.params,
+            percent=_SEARCH_END,
+            force=True,
+        )
         timed_out = spec.timeout_s is not None and time.monotonic() - search_started >= spec.timeout_s
         if best is None and timed_out:
             raise SearchTimeout(

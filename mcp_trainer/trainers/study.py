@@ -8,6 +8,7 @@ queue's owner guarantees it), so a lock file left by a killed worker is stale an
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from pathlib import Path
@@ -15,10 +16,10 @@ from typing import Literal
 
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
-__all__ = ["JOURNAL_FILE", "open_study", "repair_journal"]
+__all__ = ["JOURNAL_FILE", "attach_study", "open_study", "repair_journal"]
 
 JOURNAL_FILE = "study.journal"
 log = logging.getLogger(__name__)
@@ -55,6 +56,36 @@ def repair_journal(path: Path) -> int:
     return size - keep
 
 
+class FlockLock(JournalFileOpenLock):
+    """The journal's lock as a kernel flock on `<journal>.flock`.
+
+    Optuna's default symlink lock backs off exponentially up to a second when contended, which starves
+    parallel trials, and a killed holder leaves it behind for its 30 s grace period. A flock wakes the
+    next waiter at once and dies with its holder.
+    """
+
+    def __init__(self, journal: Path) -> None:
+        super().__init__(str(journal))  # the public lock type the backend accepts; its locking is replaced
+        self._path = journal.with_name(journal.name + ".flock")
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _storage(journal: Path) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(journal), lock_obj=FlockLock(journal)))
+
+
 def open_study(
     work_dir: Path, *, study_name: str, direction: Literal["minimize", "maximize"], seed: int
 ) -> optuna.Study:
@@ -65,7 +96,7 @@ def open_study(
     for stale in (path.with_name(path.name + ".lock"),):
         if stale.is_symlink() or stale.exists():
             stale.unlink()
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    storage = _storage(path)
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,
@@ -77,3 +108,11 @@ def open_study(
         storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         log.info("trial %d was running when its worker died; marked failed", trial.number)
     return study
+
+
+def attach_study(work_dir: Path, *, study_name: str, seed: int) -> optuna.Study:
+    """Open an existing study from another process while it is in use (no repair, no clean-up)."""
+    storage = _storage(work_dir / JOURNAL_FILE)
+    return optuna.load_study(
+        study_name=study_name, storage=storage, sampler=optuna.samplers.TPESampler(seed=seed)
+    )
