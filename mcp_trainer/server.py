@@ -218,6 +218,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
                 gt=0, description="Stop the search after this many seconds, keeping the best model so far."
             ),
         ] = None,
+        trial_timeout_s: Annotated[
+            float | None,
+            Field(
+                gt=0, description="End a trial that runs longer than this; it fails and the search goes on."
+            ),
+        ] = None,
         n_parallel_trials: Annotated[
             int | None,
             Field(ge=1, le=64, description="Trials at once, each in its own process; default: all CPUs."),
@@ -258,6 +264,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             "families": families,
             "timeout_s": timeout_s,
             "n_parallel_trials": n_parallel_trials,
+            "trial_timeout_s": trial_timeout_s,
         }
         with _tool_errors():
             view = await _service(ctx).submit(

@@ -120,6 +120,10 @@ class TabularSpec(BaseModel):
     n_parallel_trials: Annotated[int, Field(ge=1, le=64)] | None = Field(
         default=None, description="Trials run at once in separate processes; default: the CPUs available."
     )
+    trial_timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = Field(
+        default=None,
+        description="End any one trial that runs longer; it counts as failed and the search goes on.",
+    )
     timeout_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] | None = Field(
         default=None, description="Stop the search after this many seconds and keep the best model so far."
     )

@@ -177,3 +177,38 @@ async def test_an_agent_can_read_the_search_spaces(queue_dir: Path, models_dir: 
         "family": "auto",
         "kind": "regression",
     }
+
+
+async def test_a_trial_past_its_time_limit_is_ended_and_counts_as_failed(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path, slow_csv: Path
+) -> None:
+    common = {"target_column": "label", "cv_folds": 5, "n_parallel_trials": 1}
+    async with TrainingService(queue_dir, models_dir) as svc:
+        fast = await svc.submit(
+            {
+                "task_type": "svm_classification",
+                "data_source": str(blobs_csv),
+                "n_trials": 3,
+                "trial_timeout_s": 30,
+            }
+            | common
+        )
+        slow = await svc.submit(
+            {
+                "task_type": "svm_classification",
+                "data_source": str(slow_csv),
+                "n_trials": 3,
+                "kernel": "poly",
+                "C": 1000.0,
+                "trial_timeout_s": 0.2,
+            }
+            | common
+        )
+        await svc.drain(timeout_s=120)
+        fast_view, slow_view = svc.status(fast.task_id), svc.status(slow.task_id)
+        slow_logs = await svc.logs(slow.task_id, tail=200)
+    assert fast_view.status is TaskStatus.COMPLETED and fast_view.trial == 3
+    assert slow_view.status is TaskStatus.FAILED
+    assert slow_view.error is not None and "trial_timeout_s" in (slow_view.error.hint or "")
+    assert sum("ran past its limit of 0.2 s" in line for line in slow_logs) == 3
+    assert slow_view.elapsed_s is not None and slow_view.elapsed_s < 10

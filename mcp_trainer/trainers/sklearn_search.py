@@ -25,6 +25,7 @@ from mcp_trainer.spaces import FAMILIES, Choice, Kind, families_for, narrow
 from mcp_trainer.specs import TabularSpec
 from mcp_trainer.trainers.base import DataError, SearchTimeout, Trainer, WorkerContext
 from mcp_trainer.trainers.families import build_model
+from mcp_trainer.trainers.isolate import TrialTimeout, call_with_limit
 from mcp_trainer.trainers.parallel import available_cpus, run_parallel
 from mcp_trainer.trainers.study import attach_study, open_study
 from mcp_trainer.trainers.tabular import TabularData, build_preprocessor, load_tabular
@@ -220,11 +221,27 @@ class SklearnTrainer(Trainer):
             ctx.check_stop()
             family, params = _suggest(trial, spec)
             t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                scores = cross_val_score(
-                    _estimator(spec, data, family, params), X, y, cv=cv, scoring=scoring, error_score=np.nan
-                )
+
+            def cross_validate() -> Any:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    return cross_val_score(
+                        _estimator(spec, data, family, params),
+                        X,
+                        y,
+                        cv=cv,
+                        scoring=scoring,
+                        error_score=np.nan,
+                    )
+
+            if spec.trial_timeout_s is None:
+                scores = cross_validate()
+            else:
+                try:
+                    scores = call_with_limit(cross_validate, spec.trial_timeout_s, ctx.check_stop)
+                except TrialTimeout as exc:
+                    log.warning("trial %d %s", trial.number, exc)
+                    return float("nan")  # the trial fails; the search goes on
             durations.append(time.perf_counter() - t0)
             return float(np.mean(scores))  # NaN marks the trial failed; the search goes on
 
@@ -281,7 +298,8 @@ class SklearnTrainer(Trainer):
         if best is None:
             raise DataError(
                 f"None of the {spec.n_trials} trials produced a score: every model failed on this data.",
-                "The task log has each trial's error; fix the fixed parameters or the data.",
+                "The task log has each trial's error; fix the fixed parameters or the data"
+                + (", or raise trial_timeout_s." if spec.trial_timeout_s else "."),
             )
         if timed_out:
             log.info("timeout_s=%g reached: keeping the best of %d trials", spec.timeout_s, len(study.trials))
