@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp_calls import call, call_error
 
 from mcp_trainer.server import MAX_WAIT_S, ServerConfig, build_server
 
@@ -41,20 +42,6 @@ async def client(queue_dir: Path, models_dir: Path, mode: str) -> AsyncIterator[
     server = build_server(ServerConfig(queue_dir=queue_dir, models_dir=models_dir, max_concurrent=2))
     async with Client(server, mode=mode) as c:  # type: ignore[arg-type]
         yield c
-
-
-async def call(client: Client, name: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(name, args or {})
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def call_error(client: Client, name: str, args: dict[str, Any]) -> str:
-    result = await client.call_tool(name, args)
-    assert result.is_error
-    text: str = result.content[0].text  # type: ignore[union-attr]
-    return text
 
 
 def flat_submit(data: Path, **extra: Any) -> dict[str, Any]:
