@@ -104,7 +104,9 @@ class ProcessExecutor:
             daemon=False,
         )
         # The first start launches the forkserver, which imports the heavy modules: keep it off the loop.
-        await anyio.to_thread.run_sync(process.start)
+        # Shielded: a worker that started must never be lost to a cancellation before it has a handle.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(process.start)
         child.close()
         assert process.pid is not None
         try:

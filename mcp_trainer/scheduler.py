@@ -251,6 +251,16 @@ class Scheduler:
                         elif kind in ("result", "error", "stopped"):
                             outcome = (kind, payload)
             self._record_outcome(entry, outcome)
+        except anyio.get_cancelled_exc_class():
+            # The scope around the service was cancelled (a client or host went away): hand the task
+            # back to the queue as a clean shutdown would, rather than leave it "running".
+            with anyio.CancelScope(shield=True):
+                self._shutting_down = True
+                if entry.handle is not None:
+                    await self.executor.stop(entry.handle)
+                    await anyio.to_thread.run_sync(entry.handle.process.join, 5.0)
+                self._record_outcome(entry, outcome)
+            raise
         finally:
             self._running.pop(task_id, None)
             entry.finished.set()
@@ -294,6 +304,7 @@ class Scheduler:
             r.transition(TaskStatus.CANCELLED, "cancelled on request")
         elif self._shutting_down:
             r.transition(TaskStatus.QUEUED, "the server shut down; the task waits for the next start")
+            r.attempts = max(0, r.attempts - 1)  # a clean hand-back is not a failed attempt
         elif kind == "error":
             r.error = TaskError.model_validate(payload)
             _retry_or_fail(r, r.error.kind.value)

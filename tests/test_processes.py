@@ -316,3 +316,23 @@ async def test_a_parallel_search_shares_one_study_and_its_cancel_ends_every_help
         assert (await svc.cancel(slow)).status is TaskStatus.CANCELLED
         assert not process_group_alive(pid)
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in helpers)
+
+
+async def test_a_cancelled_scope_around_the_service_hands_its_running_task_back(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    task_id = ""
+    worker: int | None = None
+    with anyio.CancelScope() as scope:  # as when an MCP client or host goes away mid-task
+        async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
+            task_id = (await svc.submit(slow_spec(slow_csv))).task_id
+            await wait_until(lambda: svc.status(task_id).phase == "searching", timeout=30)
+            worker = svc.record(task_id).worker_pid
+            scope.cancel()
+            await anyio.sleep(30)  # cancelled at once
+    assert scope.cancelled_caught
+    async with TrainingService(queue_dir, models_dir, execute=False) as reader:
+        record = reader.record(task_id)
+    assert record.status is TaskStatus.QUEUED, record.history
+    assert record.attempts == 0  # a clean hand-back does not use up an attempt
+    assert worker is not None and not process_group_alive(worker)
