@@ -384,6 +384,8 @@ def _kill_leftover_worker(record: TaskRecord) -> None:
     try:
         proc = psutil.Process(pid)
         same = record.worker_started_at is None or abs(proc.create_time() - record.worker_started_at) < 0.5
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return  # already dead, waiting to be reaped
     except psutil.NoSuchProcess:
         return
     if same:

@@ -21,6 +21,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.models import ErrorKind, TaskError, TaskRecord
 from mcp_trainer.trainers.base import DataError, SearchTimeout, StopRequested, WorkerContext
@@ -56,6 +58,14 @@ def _redirect_output(log_path: Path) -> None:
     logging.captureWarnings(True)
 
 
+def _alive(pid: int) -> bool:
+    """A killed owner stays a zombie until its parent reaps it; a zombie cannot record anything."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _listen(conn: Connection, stop: threading.Event, parent_pid: int, owner_pid: int) -> None:
     """Background thread: take stop requests; end the whole task if the owner is gone."""
     while True:
@@ -65,14 +75,10 @@ def _listen(conn: Connection, stop: threading.Event, parent_pid: int, owner_pid:
                 if kind == "stop":
                     stop.set()
         except (EOFError, OSError):
-            stop.set()
-            return
-        owner_gone = os.getppid() != parent_pid
-        if not owner_gone:
-            try:
-                os.kill(owner_pid, 0)
-            except ProcessLookupError:
-                owner_gone = True
+            # The owner closes its end only after this process has exited, so a closed pipe means the
+            # owner died: nobody can record this task, and a new owner will run it again.
+            os.killpg(0, signal.SIGKILL)
+        owner_gone = os.getppid() != parent_pid or not _alive(owner_pid)
         if owner_gone:
             # Nobody can record this task's outcome: stop at once rather than run twice beside a new owner.
             os.killpg(0, signal.SIGKILL)
