@@ -29,7 +29,9 @@ __all__ = [
     "model_dir",
     "read_metadata",
     "save_model_dir",
+    "save_model_tree",
     "sha256_of",
+    "verify_model_files",
 ]
 
 MODEL_FILE = "model.pkl"
@@ -81,13 +83,52 @@ def save_model_dir(
 
     `write_model(path)` writes the model file; its sha256 is added to the metadata as `model_sha256`.
     """
+
+    def write(tmp: Path) -> dict[str, Any]:
+        write_model(tmp / MODEL_FILE)
+        return {"model_file": MODEL_FILE, "model_sha256": sha256_of(tmp / MODEL_FILE)}
+
+    return _assemble(models_dir, model_id, write, metadata, reports)
+
+
+def save_model_tree(
+    models_dir: Path,
+    model_id: str,
+    write_files: Callable[[Path], None],
+    metadata: Mapping[str, Any],
+    reports: Mapping[str, str | bytes],
+) -> Path:
+    """Like `save_model_dir` for a model made of several files (a Hugging Face directory).
+
+    `write_files(dir)` writes them into the model directory itself, so that `from_pretrained(dir)` loads
+    it; the sha256 of each is added to the metadata as `model_files`.
+    """
+
+    def write(tmp: Path) -> dict[str, Any]:
+        write_files(tmp)
+        files = {
+            str(p.relative_to(tmp)): sha256_of(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file() and p.relative_to(tmp).parts[0] != REPORTS_DIR
+        }
+        return {"model_files": files}
+
+    return _assemble(models_dir, model_id, write, metadata, reports)
+
+
+def _assemble(
+    models_dir: Path,
+    model_id: str,
+    write: Callable[[Path], dict[str, Any]],
+    metadata: Mapping[str, Any],
+    reports: Mapping[str, str | bytes],
+) -> Path:
     final = model_dir(models_dir, model_id)
     tmp = final.with_name(f".tmp-{model_id}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / REPORTS_DIR).mkdir(parents=True)
     try:
-        write_model(tmp / MODEL_FILE)
-        meta = {**metadata, "model_file": MODEL_FILE, "model_sha256": sha256_of(tmp / MODEL_FILE)}
+        meta = {**metadata, **write(tmp)}
         for name, content in reports.items():
             target = tmp / REPORTS_DIR / name
             if isinstance(content, bytes):
@@ -104,6 +145,24 @@ def save_model_dir(
             shutil.rmtree(tmp)
         raise
     return final
+
+
+def verify_model_files(models_dir: Path, model_id: str) -> tuple[Path, dict[str, Any]]:
+    """The directory and metadata of a multi-file model whose files all match their recorded sha256."""
+    meta = read_metadata(models_dir, model_id)
+    root = model_dir(models_dir, model_id)
+    files = meta.get("model_files")
+    if not isinstance(files, dict) or not files:
+        raise InvalidInputError(f"Model {model_id} records no model files.", "Train it again.")
+    for name, expected in files.items():
+        path = root / name
+        if not path.is_file() or sha256_of(path) != expected:
+            raise InvalidInputError(
+                f"The file {name} of model {model_id} is missing or does not match the sha256 in its "
+                "metadata; it was changed after training and will not be loaded.",
+                "Train the model again.",
+            )
+    return root, meta
 
 
 def list_metadata(models_dir: Path) -> list[dict[str, Any]]:

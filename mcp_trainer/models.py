@@ -18,6 +18,7 @@ __all__ = [
     "TaskRecord",
     "TaskResult",
     "TaskStatus",
+    "TrainingProgress",
     "Transition",
 ]
 
@@ -102,6 +103,24 @@ class TaskError(BaseModel):
     hint: str | None = None
 
 
+class TrainingProgress(BaseModel):
+    """Step-level progress of a fine-tune."""
+
+    epoch: float = Field(description="epochs done, fractional")
+    n_epochs: float
+    step: int = Field(description="optimizer steps done")
+    total_steps: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    eval_loss: float | None = None
+    eval_metric: float | None = None
+    micro_batch: int | None = Field(None, description="examples per forward pass (halved on out-of-memory)")
+    gpu_memory_mb: float | None = Field(None, description="peak GPU memory of this attempt")
+    device: str | None = None
+
+
 class Progress(BaseModel):
     """Numeric progress of a running task, as reported by its worker."""
 
@@ -115,6 +134,7 @@ class Progress(BaseModel):
     best_params: dict[str, Any] | None = None
     eta_s: float | None = None
     message: str | None = None
+    training: TrainingProgress | None = None  # fine-tunes only
     updated_at: float | None = None
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from mcp_trainer.datasources import DataSource, parse_source
 from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.specs import TaskSpec
+from mcp_trainer.specs import TabularSpec
 
 __all__ = ["ENCODING", "MAX_CATEGORIES", "NA_VALUES", "DatasetSummary", "check_dataset", "min_rows_for"]
 
@@ -84,7 +84,7 @@ def min_rows_for(cv_folds: int) -> int:
     return max(2 * cv_folds, 10)
 
 
-def _check_file(path: Path, *, text: bool) -> None:
+def check_file(path: Path, *, text: bool) -> None:
     if not path.exists():
         raise InvalidInputError(
             f"data_source {str(path)!r} does not exist.",
@@ -114,21 +114,21 @@ def _check_file(path: Path, *, text: bool) -> None:
             ) from None
 
 
-def check_dataset(spec: TaskSpec) -> DatasetSummary:
+def check_dataset(spec: TabularSpec) -> DatasetSummary:
     """Validate `spec`'s data source; raise InvalidInputError naming the problem and its fix."""
     source = parse_source(spec.data_source)
     if source.format == "bundled":
         return _check_bundled(spec, source)
     path = source.path
     assert path is not None
-    _check_file(path, text=source.format != "parquet")
+    check_file(path, text=source.format != "parquet")
     if source.format == "parquet":
         return _check_rows(_ParquetReader(path, spec), spec, path)
     try:
         with open(path, newline="", encoding=ENCODING) as f:
             reader: _Reader
             if source.format == "jsonl":
-                reader = _JsonLinesReader(f)
+                reader = JsonLinesReader(f)
             else:
                 reader = csv.reader(f, delimiter="\t" if source.format == "tsv" else ",")
             return _check_rows(reader, spec, path)
@@ -142,7 +142,7 @@ def check_dataset(spec: TaskSpec) -> DatasetSummary:
         ) from None
 
 
-def _check_rows(reader: _Reader, spec: TaskSpec, path: Path) -> DatasetSummary:
+def _check_rows(reader: _Reader, spec: TabularSpec, path: Path) -> DatasetSummary:
     header = next(reader, None)
     if header is None or not any(h.strip() for h in header):
         raise InvalidInputError(
@@ -155,7 +155,7 @@ def _check_rows(reader: _Reader, spec: TaskSpec, path: Path) -> DatasetSummary:
     return _scan(reader, header, spec)
 
 
-def _check_bundled(spec: TaskSpec, source: DataSource) -> DatasetSummary:
+def _check_bundled(spec: TabularSpec, source: DataSource) -> DatasetSummary:
     data = source.bundled
     assert data is not None
     kind = "classification" if spec.is_classification else "regression"
@@ -179,7 +179,7 @@ def _check_bundled(spec: TaskSpec, source: DataSource) -> DatasetSummary:
     return DatasetSummary(rows=data.rows, features=[], categorical=[], classes=None)
 
 
-class _JsonLinesReader:
+class JsonLinesReader:
     """Rows of a JSON-lines file as lists of strings, the first being the header (the first object's keys)."""
 
     def __init__(self, lines: Iterable[str]) -> None:
@@ -241,7 +241,7 @@ class _JsonLinesReader:
 class _ParquetReader:
     """Rows of a Parquet file as lists of strings (header first), read with pyarrow."""
 
-    def __init__(self, path: Path, spec: TaskSpec) -> None:
+    def __init__(self, path: Path, spec: TabularSpec) -> None:
         try:
             import pyarrow.parquet as pq
         except ImportError:
@@ -271,13 +271,13 @@ class _ParquetReader:
         return next(self._rows)
 
 
-def _features(header: list[str], spec: TaskSpec) -> list[str]:
+def _features(header: list[str], spec: TabularSpec) -> list[str]:
     if spec.feature_columns is not None:
         return list(spec.feature_columns)
     return [h for h in header if h not in spec.targets]
 
 
-def _check_header(header: list[str], spec: TaskSpec, path: Path) -> None:
+def _check_header(header: list[str], spec: TabularSpec, path: Path) -> None:
     if len(header) < 2:
         sep = next((s for s in (";", "\t", "|") if s in header[0]), None)
         hint = (
@@ -308,7 +308,7 @@ def _check_header(header: list[str], spec: TaskSpec, path: Path) -> None:
         )
 
 
-def _scan(reader: _Reader, header: list[str], spec: TaskSpec) -> DatasetSummary:
+def _scan(reader: _Reader, header: list[str], spec: TabularSpec) -> DatasetSummary:
     cols = [_Column(h) for h in header]
     rows = 0
     for row in reader:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from mcp_trainer import __version__
 from mcp_trainer.errors import TrainerError
+from mcp_trainer.server_finetune import register_finetune_tools
 from mcp_trainer.service import DEFAULT_CONCURRENCY, MAX_PAGE, TrainingService
 from mcp_trainer.spaces import describe_spaces
 from mcp_trainer.specs import MAX_FOLDS, MAX_TRIALS, TaskType
@@ -35,6 +36,8 @@ Runs real training jobs on this machine. Training never happens inside a tool ca
    failed or cancelled. Progress is numeric: percent, phase, trial i of n, best score, eta_s.
 3. On completion the status names model_id and held-out metrics; on failure it gives a classified error
    with a hint. cancel_training_task stops a task for real. get_queue_status shows the load.
+scikit-learn models: submit_training_task. PyTorch fine-tunes of a local Hugging Face model:
+submit_finetune_task (GPU when there is one); then predict (classifiers) or generate (language models).
 Paths (data_source) are paths on the machine that runs this server."""
 
 ModelId = Annotated[
@@ -408,4 +411,5 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             await _service(ctx).delete_model(model_id)
         return DeletedModel(model_id=model_id, deleted=True)
 
+    register_finetune_tools(server, _service)
     return server

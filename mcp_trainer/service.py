@@ -29,14 +29,16 @@ from mcp_trainer.artifacts import REPORTS_DIR, delete_model_dir, list_metadata, 
 from mcp_trainer.datasources import parse_source
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TrainerError, describe_validation_error
 from mcp_trainer.executor import ProcessExecutor
+from mcp_trainer.finetune_preflight import MAX_NEW_TOKENS, check_finetune, check_finetune_installed
 from mcp_trainer.ids import check_model_id, check_task_id, new_task_id
 from mcp_trainer.models import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.preflight import check_dataset
 from mcp_trainer.scheduler import Scheduler, runnable_order
-from mcp_trainer.specs import TASK_TYPES, SVMSpec, TaskSpec
+from mcp_trainer.specs import FINETUNE_TASK_TYPES, TASK_TYPES, FinetuneSpec, TabularSpec
 from mcp_trainer.store import TaskStore
 from mcp_trainer.system import machine_status
 from mcp_trainer.views import (
+    Generation,
     ModelInfo,
     ModelPage,
     ModelSummary,
@@ -131,7 +133,7 @@ class TrainingService:
 
     async def submit(
         self,
-        spec: Mapping[str, Any] | TaskSpec,
+        spec: Mapping[str, Any] | TabularSpec | FinetuneSpec,
         *,
         name: str | None = None,
         user_id: str | None = None,
@@ -361,7 +363,17 @@ class TrainingService:
             raise InvalidInputError(
                 f"{len(rows)} rows is more than the 10000 one call predicts.", "Split them."
             )
-        await anyio.to_thread.run_sync(read_metadata, self.models_dir, model_id)  # a clear error if unknown
+        meta = await anyio.to_thread.run_sync(read_metadata, self.models_dir, model_id)  # clear if unknown
+        target = "mcp_trainer.trainers.predict:predict"
+        if meta.get("task_type") in FINETUNE_TASK_TYPES:
+            if meta.get("task_type") != "text_classification_finetune":
+                raise InvalidInputError(
+                    f"Model {model_id} is a {meta.get('task_type')} model, which generates text.",
+                    "Use generate for it; predict is for classifiers and regressors.",
+                )
+            check_finetune_installed()
+            target = "mcp_trainer.trainers.finetune.infer:predict_text"
+            timeout_s = max(timeout_s, 120.0)
         if data_source is not None:
             source = parse_source(data_source)
             if source.path is not None:
@@ -369,7 +381,7 @@ class TrainingService:
                 if not source.path.is_file():
                     raise InvalidInputError(f"data_source {data_source!r} does not exist.")
         out = await scheduler.executor.run_job(
-            "mcp_trainer.trainers.predict:predict",
+            target,
             {
                 "models_dir": str(self.models_dir),
                 "model_id": model_id,
@@ -379,6 +391,49 @@ class TrainingService:
             timeout_s,
         )
         return Predictions.model_validate(out)
+
+    async def generate(
+        self,
+        model_id: str,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        timeout_s: float = 120.0,
+    ) -> Generation:
+        """A short completion from a causal LM fine-tune, computed in a separate process."""
+        _, scheduler = self._parts()
+        check_model_id(model_id)
+        if not prompt:
+            raise InvalidInputError("prompt is empty.", "Give the text to continue.")
+        if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise InvalidInputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}.")
+        if not (0.0 <= temperature <= 5.0 and 0.0 < top_p <= 1.0):
+            raise InvalidInputError("temperature must be in [0, 5] and top_p in (0, 1].")
+        meta = await anyio.to_thread.run_sync(read_metadata, self.models_dir, model_id)
+        if meta.get("task_type") != "causal_lm_finetune":
+            raise InvalidInputError(
+                f"Model {model_id} is a {meta.get('task_type')} model; "
+                "generate needs a causal_lm_finetune model.",
+                "Use predict for classifiers; list_models shows each model's task type.",
+            )
+        check_finetune_installed()
+        out = await scheduler.executor.run_job(
+            "mcp_trainer.trainers.finetune.infer:generate",
+            {
+                "models_dir": str(self.models_dir),
+                "model_id": model_id,
+                "prompt": prompt,
+                "max_new_tokens": max_new_tokens,
+                "temperature": temperature,
+                "top_p": top_p,
+                "seed": seed,
+            },
+            timeout_s,
+        )
+        return Generation.model_validate(out)
 
     # -- change --------------------------------------------------------------------------------------
 
@@ -442,20 +497,23 @@ class TrainingService:
                 await anyio.sleep(0.05)
 
 
-def _parse_spec(spec: Mapping[str, Any] | TaskSpec) -> TaskSpec:
-    if isinstance(spec, SVMSpec):
+def _parse_spec(spec: Mapping[str, Any] | TabularSpec | FinetuneSpec) -> TabularSpec | FinetuneSpec:
+    if isinstance(spec, TabularSpec | FinetuneSpec):
         return spec
     task_type = spec.get("task_type")
     if task_type not in TASK_TYPES:
         raise InvalidInputError(f"Unknown task_type {task_type!r}.", f"Use one of: {', '.join(TASK_TYPES)}.")
+    model = FinetuneSpec if task_type in FINETUNE_TASK_TYPES else TabularSpec
     try:
-        return SVMSpec.model_validate(dict(spec))
+        return model.model_validate(dict(spec))
     except ValidationError as exc:
         raise InvalidInputError(f"Invalid parameters: {describe_validation_error(exc)}.") from None
 
 
-def _checked(spec: TaskSpec) -> TaskSpec:
-    """The spec with an absolute data path, once its data passed the checks (blocking: run in a thread)."""
+def _checked(spec: TabularSpec | FinetuneSpec) -> TabularSpec | FinetuneSpec:
+    """The spec with absolute paths, once its data passed the checks (blocking: run in a thread)."""
+    if isinstance(spec, FinetuneSpec):
+        return check_finetune(spec)
     if parse_source(spec.data_source).path is not None:
         spec = spec.model_copy(update={"data_source": str(Path(spec.data_source).expanduser().resolve())})
     check_dataset(spec)

@@ -7,12 +7,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.finetune_specs import FINETUNE_TASK_TYPES, FinetuneSpec
 from mcp_trainer.spaces import TASK_FAMILIES, Kind, check_params, check_search_space, families_for
 
 __all__ = [
     "CLASSIFICATION_SCORING",
+    "FINETUNE_TASK_TYPES",
     "REGRESSION_SCORING",
+    "TABULAR_TASK_TYPES",
     "TASK_TYPES",
+    "FinetuneSpec",
     "SVMSpec",
     "TabularSpec",
     "TaskSpec",
@@ -209,5 +213,6 @@ class TabularSpec(BaseModel):
 
 
 SVMSpec = TabularSpec  # the name this spec had when SVMs were the only models
-TaskSpec = TabularSpec
-TASK_TYPES: tuple[str, ...] = tuple(TASK_FAMILIES)
+TaskSpec = Annotated[TabularSpec | FinetuneSpec, Field(discriminator="task_type")]
+TABULAR_TASK_TYPES: tuple[str, ...] = tuple(TASK_FAMILIES)
+TASK_TYPES: tuple[str, ...] = TABULAR_TASK_TYPES + FINETUNE_TASK_TYPES

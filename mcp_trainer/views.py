@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mcp_trainer.models import Priority, TaskError, TaskRecord, TaskStatus
+from mcp_trainer.models import Priority, TaskError, TaskRecord, TaskStatus, TrainingProgress
 from mcp_trainer.system import MachineStatus
 
 __all__ = [
@@ -45,6 +45,9 @@ class TaskStatusView(BaseModel):
     best_params: dict[str, Any] | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    training: TrainingProgress | None = Field(
+        None, description="fine-tunes: epoch, step of total, loss, learning rate, throughput, GPU memory"
+    )
     attempts: int
     max_attempts: int
     cancel_requested: bool
@@ -89,6 +92,7 @@ class TaskStatusView(BaseModel):
             best_params=p.best_params,
             elapsed_s=elapsed,
             eta_s=p.eta_s if r.status is TaskStatus.RUNNING else None,
+            training=p.training,
             attempts=r.attempts,
             max_attempts=r.max_attempts,
             cancel_requested=r.cancel_requested,
@@ -176,7 +180,9 @@ class ModelInfo(ModelSummary):
     versions: dict[str, str]
     timings_s: dict[str, float]
     rows: dict[str, int]
-    model_sha256: str
+    model_sha256: str = Field(description="scikit-learn models: sha256 of model.pkl")
+    model_files: dict[str, str] = Field(description="fine-tunes: sha256 of each file from_pretrained reads")
+    training: dict[str, Any] = Field(description="fine-tunes: device, steps, throughput, GPU memory, retries")
     parameters: dict[str, Any]
     reports: list[str]
 
@@ -195,9 +201,19 @@ class ModelInfo(ModelSummary):
             timings_s=meta.get("timings_s") or {},
             rows=meta.get("rows") or {},
             model_sha256=meta.get("model_sha256", ""),
+            model_files=meta.get("model_files") or {},
+            training=meta.get("training") or {},
             parameters=meta.get("parameters") or {},
             reports=reports,
         )
+
+
+class Generation(BaseModel):
+    model_id: str
+    prompt: str
+    completion: str = Field(description="the generated continuation (without the prompt)")
+    n_new_tokens: int
+    finished: bool = Field(description="true when the model ended the text itself before max_new_tokens")
 
 
 class Predictions(BaseModel):

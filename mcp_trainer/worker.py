@@ -25,7 +25,14 @@ import psutil
 
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.models import ErrorKind, TaskError, TaskRecord
-from mcp_trainer.trainers.base import DataError, SearchTimeout, StopRequested, WorkerContext
+from mcp_trainer.trainers.base import (
+    DataError,
+    Diverged,
+    GpuOutOfMemory,
+    SearchTimeout,
+    StopRequested,
+    WorkerContext,
+)
 from mcp_trainer.trainers.registry import load_trainer
 
 __all__ = ["classify_exception", "job_main", "worker_main"]
@@ -90,6 +97,17 @@ def classify_exception(exc: BaseException) -> TaskError:
         return TaskError(kind=ErrorKind.DATA_ERROR, message=exc.message, hint=exc.hint)
     if isinstance(exc, SearchTimeout):
         return TaskError(kind=ErrorKind.TIMEOUT, message=exc.message, hint=exc.hint)
+    if isinstance(exc, Diverged):
+        return TaskError(kind=ErrorKind.DIVERGENCE, message=exc.message, hint=exc.hint)
+    if isinstance(exc, GpuOutOfMemory):
+        return TaskError(kind=ErrorKind.OUT_OF_MEMORY, message=exc.message, hint=exc.hint)
+    if isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUBLAS_STATUS" in str(exc)):
+        return TaskError(
+            kind=ErrorKind.CUDA_ERROR,
+            message=f"The GPU failed: {str(exc).splitlines()[0][:300]}",
+            hint="Check the GPU with nvidia-smi; submit again once it is healthy, or hide it "
+            "(CUDA_VISIBLE_DEVICES='') to train on the CPU.",
+        )
     if isinstance(exc, MemoryError):
         return TaskError(
             kind=ErrorKind.OUT_OF_MEMORY,

@@ -13,7 +13,15 @@ from typing import Any
 from mcp_trainer.ids import model_id_for
 from mcp_trainer.models import Progress, TaskRecord, TaskResult
 
-__all__ = ["DataError", "SearchTimeout", "StopRequested", "Trainer", "WorkerContext"]
+__all__ = [
+    "DataError",
+    "Diverged",
+    "GpuOutOfMemory",
+    "SearchTimeout",
+    "StopRequested",
+    "Trainer",
+    "WorkerContext",
+]
 
 
 class StopRequested(Exception):
@@ -31,6 +39,24 @@ class SearchTimeout(Exception):
 
 class DataError(Exception):
     """The data or the parameters cannot be trained on; retrying will not help."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class Diverged(Exception):
+    """The loss became NaN or exploded; retrying the same settings will not help."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class GpuOutOfMemory(Exception):
+    """Out of GPU memory even after the automatic retries with smaller micro-batches."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

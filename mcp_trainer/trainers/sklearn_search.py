@@ -121,6 +121,7 @@ def _held_out_metrics(spec: TabularSpec, pipe: Pipeline, X: pd.DataFrame, y: Any
 class SklearnTrainer(Trainer):
     def run(self, ctx: WorkerContext) -> TaskResult:
         spec = ctx.record.spec
+        assert isinstance(spec, TabularSpec)
         started = time.perf_counter()
         ctx.report(phase="loading_data", percent=1.0, force=True)
         data = load_tabular(spec)

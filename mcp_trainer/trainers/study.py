@@ -87,7 +87,12 @@ def _storage(journal: Path) -> JournalStorage:
 
 
 def open_study(
-    work_dir: Path, *, study_name: str, direction: Literal["minimize", "maximize"], seed: int
+    work_dir: Path,
+    *,
+    study_name: str,
+    direction: Literal["minimize", "maximize"],
+    seed: int,
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> optuna.Study:
     """Create or resume the task's study; trials left running by a dead worker are marked failed."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +107,7 @@ def open_study(
         storage=storage,
         direction=direction,
         sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
         load_if_exists=True,
     )
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -1,0 +1,165 @@
+"""What a caller asks for when fine-tuning a PyTorch model: one pydantic spec, validated before a task exists.
+
+Light on purpose (pydantic only): the server validates these without importing torch or transformers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["FINETUNE_TASK_TYPES", "FinetuneSpec", "FinetuneTaskType"]
+
+FinetuneTaskType = Literal["text_classification_finetune", "causal_lm_finetune"]
+FINETUNE_TASK_TYPES: tuple[str, ...] = ("text_classification_finetune", "causal_lm_finetune")
+
+BATCH_SIZES = (4, 8, 16, 32, 64)  # what the search may pick for batch_size
+_DAY_S = 7 * 24 * 3600
+
+
+class FinetuneSpec(BaseModel):
+    """A fine-tune of a local Hugging Face model on a text dataset (CSV, TSV or JSON lines)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: FinetuneTaskType
+    model_path: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Directory of a Hugging Face model (config.json, weights and tokenizer files).",
+        ),
+    ]
+    data_source: Annotated[str, Field(min_length=1, description="Path of a .csv, .tsv or .jsonl file.")]
+    text_column: str = Field(
+        default="text",
+        min_length=1,
+        description="Column holding the input text (causal LM: the whole text, unless prompt_column is set).",
+    )
+    label_column: str | None = Field(
+        default=None, description="text_classification_finetune: the column of labels (default 'label')."
+    )
+    prompt_column: str | None = Field(
+        default=None,
+        description="causal_lm_finetune: train on prompt + completion pairs; the loss covers the completion.",
+    )
+    completion_column: str | None = Field(default=None, description="causal_lm_finetune, with prompt_column.")
+    method: Literal["full", "lora"] | None = Field(
+        default=None,
+        description="full fine-tune or LoRA adapters; default full for classification, lora for LM.",
+    )
+    replace_head: bool = Field(
+        default=False,
+        description="text_classification_finetune: train a new head when the model's head has other labels.",
+    )
+    lora_r: Annotated[int, Field(ge=1, le=256)] = 8
+    lora_alpha: Annotated[int, Field(ge=1, le=1024)] = 16
+    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    lora_target_modules: list[str] | None = Field(
+        default=None, description="Module names to adapt; default: the model type's attention projections."
+    )
+    epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    max_steps: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+        default=None, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
+    gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 5e-5
+    lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    weight_decay: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    max_grad_norm: Annotated[float, Field(gt=0.0, le=1e6)] | None = 1.0
+    max_seq_length: Annotated[int, Field(ge=8, le=32_768)] = 128
+    eval_split: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1
+    eval_data_source: str | None = Field(
+        default=None, description="A separate eval file (overrides eval_split)."
+    )
+    eval_metric: Literal["eval_loss", "accuracy", "f1_macro", "perplexity"] | None = Field(
+        default=None, description="What early stopping and the search watch; default accuracy / eval_loss."
+    )
+    eval_every_steps: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Evaluate every N optimizer steps; default once per epoch."
+    )
+    early_stopping_patience: Annotated[int, Field(ge=1, le=1000)] | None = Field(
+        default=None, description="Stop after this many evaluations without improvement."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 autocast on a GPU that has it, else fp32."
+    )
+    seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 42
+    checkpoint_every_steps: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Also checkpoint every N optimizer steps (a checkpoint ends every epoch)."
+    )
+    keep_checkpoints: Annotated[int, Field(ge=1, le=20)] = 2
+    max_oom_retries: Annotated[int, Field(ge=0, le=8)] = 3
+    divergence_factor: Annotated[float, Field(gt=1.0)] = 1e3
+    optimize_hyperparameters: bool = Field(
+        default=False, description="Search learning rate, batch size and epochs first, pruning weak trials."
+    )
+    n_trials: Annotated[int, Field(ge=2, le=200)] = 8
+    timeout_s: Annotated[float, Field(gt=0, le=_DAY_S)] | None = Field(
+        default=None, description="Fail the task (keeping its checkpoints) if it runs longer."
+    )
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task_type == "text_classification_finetune"
+
+    @property
+    def effective_method(self) -> Literal["full", "lora"]:
+        return self.method or ("full" if self.is_classification else "lora")
+
+    @property
+    def effective_label_column(self) -> str:
+        return self.label_column or "label"
+
+    @property
+    def effective_metric(self) -> str:
+        return self.eval_metric or ("accuracy" if self.is_classification else "eval_loss")
+
+    @property
+    def has_eval(self) -> bool:
+        return self.eval_data_source is not None or self.eval_split > 0
+
+    @property
+    def columns(self) -> list[str]:
+        """The dataset columns this spec reads."""
+        if self.is_classification:
+            return [self.text_column, self.effective_label_column]
+        if self.prompt_column is not None:
+            assert self.completion_column is not None
+            return [self.prompt_column, self.completion_column]
+        return [self.text_column]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FinetuneSpec:
+        if self.is_classification:
+            if self.prompt_column or self.completion_column:
+                raise ValueError("prompt_column and completion_column apply to causal_lm_finetune only")
+            if self.eval_metric == "perplexity":
+                raise ValueError(
+                    "perplexity is a causal_lm_finetune metric; use accuracy, f1_macro or eval_loss"
+                )
+            if self.text_column == self.effective_label_column:
+                raise ValueError("text_column and label_column name the same column")
+        else:
+            if self.label_column is not None:
+                raise ValueError("label_column applies to text_classification_finetune only")
+            if (self.prompt_column is None) != (self.completion_column is None):
+                raise ValueError("give prompt_column and completion_column together")
+            if self.eval_metric in ("accuracy", "f1_macro"):
+                raise ValueError(
+                    f"{self.eval_metric} is a classification metric; use eval_loss or perplexity"
+                )
+        if self.early_stopping_patience is not None and not self.has_eval:
+            raise ValueError(
+                "early_stopping_patience needs an eval set: set eval_split > 0 or eval_data_source"
+            )
+        if self.optimize_hyperparameters and not self.has_eval:
+            raise ValueError(
+                "optimize_hyperparameters prunes on eval loss: set eval_split > 0 or eval_data_source"
+            )
+        if self.method != "lora" and self.method is not None and self.lora_target_modules:
+            raise ValueError("lora_target_modules applies to method='lora' only")
+        return self

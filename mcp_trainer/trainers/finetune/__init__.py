@@ -1,0 +1,1 @@
+"""PyTorch fine-tunes of Hugging Face models (needs the `torch` extra)."""
