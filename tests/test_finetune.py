@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 from torch import nn
 
 from mcp_trainer.finetune_preflight import check_finetune
@@ -35,7 +36,6 @@ from mcp_trainer.trainers.finetune.loop import (
 )
 from mcp_trainer.trainers.finetune.trainer import FinetuneTrainer
 from mcp_trainer.worker import classify_exception
-from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 TASK_ID = "task_20261122T120000_0000abcd"
 

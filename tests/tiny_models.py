@@ -41,17 +41,24 @@ def vocab_size() -> int:
     return 5 + len(WORDS) + 3
 
 
-def make_bert(path: Path, *, num_labels: int | None = None, id2label: dict[int, str] | None = None) -> Path:
-    """A 2-layer BERT (base model, or a sequence classifier when num_labels is given) and its tokenizer."""
+def make_bert(
+    path: Path,
+    *,
+    num_labels: int | None = None,
+    id2label: dict[int, str] | None = None,
+    hidden: int = 32,
+    layers: int = 2,
+) -> Path:
+    """A small BERT (base model, or a sequence classifier when num_labels is given) and its tokenizer."""
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
     config = BertConfig(
         vocab_size=vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
         num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=512,
         pad_token_id=0,
     )
     path.mkdir(parents=True, exist_ok=True)
@@ -87,7 +94,7 @@ def make_gpt2(path: Path) -> Path:
 
 
 def sentiment_csv(
-    path: Path, rows: int = 64, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")
+    path: Path, rows: int = 64, seed: int = 0, labels: tuple[str, str] = ("neg", "pos"), filler: int = 3
 ) -> Path:
     """Short 'reviews' whose label is given away by one word: learnable in a few steps."""
     rng = random.Random(seed)
@@ -96,7 +103,7 @@ def sentiment_csv(
         w.writerow(["text", "label"])
         for i in range(rows):
             positive = i % 2 == 0
-            words = [*rng.sample(FILLER, 3), rng.choice(POSITIVE if positive else NEGATIVE)]
+            words = [*rng.choices(FILLER, k=filler), rng.choice(POSITIVE if positive else NEGATIVE)]
             rng.shuffle(words)
             w.writerow([" ".join(words), labels[1] if positive else labels[0]])
     return path
