@@ -285,7 +285,7 @@ def test_a_fine_tune_whose_loss_turns_nan_fails_as_divergence_with_a_hint(tmp_pa
     broken = make_bert(tmp_path / "broken")
     model = BertModel.from_pretrained(broken)
     with torch.no_grad():
-        model.embeddings.word_embeddings.weight[7] = float("inf")  # one poisoned token
+        model.embeddings.word_embeddings.weight[2] = float("inf")  # [CLS], which starts every example
     model.save_pretrained(broken)
     data = sentiment_csv(tmp_path / "reviews.csv", rows=32)
     with pytest.raises(Exception) as info:

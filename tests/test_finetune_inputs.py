@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +10,10 @@ import pytest
 import torch
 from mcp import Client
 from mcp_calls import call, call_error
+from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 from mcp_trainer import InvalidInputError, TrainingService
 from mcp_trainer.server import ServerConfig, build_server
-from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 pytestmark = pytest.mark.anyio
 

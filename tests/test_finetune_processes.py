@@ -15,11 +15,11 @@ import pytest
 import torch
 from mcp import Client
 from mcp_calls import call, call_error
+from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.executor import process_group_alive
 from mcp_trainer.server import ServerConfig, build_server
-from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 pytestmark = pytest.mark.anyio
 

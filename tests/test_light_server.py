@@ -1,4 +1,4 @@
-"""The server process never imports the training stack (scikit-learn, Optuna, pandas, torch)."""
+"""The server process never imports the training stack (scikit-learn, Optuna, pandas, torch, transformers)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def test_a_server_that_trained_and_predicted_never_imported_the_training_stack(
                 assert not r.is_error and r.structured_content["n_rows"] == 1, r
                 await c.call_tool("get_model_info", {{"model_id": model_id}})
                 await c.call_tool("get_queue_status", {{}})
-            stack = ("sklearn", "optuna", "pandas", "torch", "transformers")
+                r = await c.call_tool("submit_finetune_task", {{
+                    "task_type": "causal_lm_finetune", "model_path": "/nonexistent/model",
+                    "data_source": {str(blobs_csv)!r}}})
+                assert r.is_error, r  # checked by the server without importing torch
+            stack = ("sklearn", "optuna", "pandas", "torch", "transformers", "peft", "matplotlib")
             heavy = sorted(m for m in stack if m in sys.modules)
             print("HEAVY:", ",".join(heavy))
 
