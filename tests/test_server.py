@@ -28,6 +28,8 @@ TOOLS = {
     "get_model_info",
     "predict",
     "delete_model",
+    "submit_finetune_task",
+    "generate",
 }
 
 
