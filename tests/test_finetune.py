@@ -335,3 +335,17 @@ def test_a_stopped_fine_tune_resumes_from_its_checkpoint_and_ends_with_the_same_
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)  # same data order, same RNG
+
+
+def test_a_model_directory_whose_weights_do_not_load_fails_as_a_data_error_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    broken = make_bert(tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    data = sentiment_csv(tmp_path / "reviews.csv", rows=32)
+    with pytest.raises(Exception) as info:
+        run_trainer(tmp_path, cls_spec(broken, data))
+    error = classify_exception(info.value)
+    assert error.kind is ErrorKind.DATA_ERROR
+    assert "does not load" in error.message and str(broken) in error.message
+    assert error.hint is not None and "save_pretrained" in error.hint
