@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import psutil
 from anyio.abc import TaskGroup
+from pydantic import ValidationError
 
 from mcp_trainer.executor import ProcessExecutor, WorkerHandle, kill_process_group
 from mcp_trainer.models import ErrorKind, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
@@ -247,7 +248,9 @@ class Scheduler:
                 async with aclosing(self.executor.messages(handle)) as messages:
                     async for kind, payload in messages:
                         if kind == "progress":
-                            self._on_progress(entry, Progress.model_validate(payload))
+                            progress = _progress_or_none(payload)
+                            if progress is not None:
+                                self._on_progress(entry, progress)
                         elif kind in ("result", "error", "stopped"):
                             outcome = (kind, payload)
             self._record_outcome(entry, outcome)
@@ -391,3 +394,12 @@ def _kill_leftover_worker(record: TaskRecord) -> None:
     if same:
         log.warning("killing worker %d left running by a dead owner (task %s)", pid, record.task_id)
         kill_process_group(pid)
+
+
+def _progress_or_none(payload: dict[str, Any]) -> Progress | None:
+    """A worker's progress report; a malformed one is logged and dropped, never fatal to the scheduler."""
+    try:
+        return Progress.model_validate(payload)
+    except ValidationError as exc:
+        log.warning("ignoring a malformed progress report: %s", exc)
+        return None

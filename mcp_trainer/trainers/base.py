@@ -91,6 +91,8 @@ class WorkerContext:
 
     def report(self, *, force: bool = False, **fields: Any) -> None:
         """Update progress fields (see `Progress`); sends at most every `min_interval_s` unless forced."""
+        if "percent" in fields:  # parallel searches can finish a few trials more than n_trials
+            fields["percent"] = min(max(float(fields["percent"]), 0.0), 100.0)
         phase_changed = "phase" in fields and fields["phase"] != self.progress.phase
         self.progress = self.progress.model_copy(update=fields)
         now = time.monotonic()

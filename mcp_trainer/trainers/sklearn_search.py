@@ -257,7 +257,8 @@ class SklearnTrainer(Trainer):
                 n_trials=spec.n_trials,
                 best_score=None if best is None else round(best.value or 0.0, 6),
                 best_params=None if best is None else best.params,
-                percent=_SEARCH_START + (_SEARCH_END - _SEARCH_START) * finished / spec.n_trials,
+                percent=_SEARCH_START
+                + (_SEARCH_END - _SEARCH_START) * min(finished, spec.n_trials) / spec.n_trials,
                 eta_s=round(mean * remaining / max(workers, 1) + mean / spec.cv_folds, 2),
             )
             ctx.check_stop()
