@@ -137,6 +137,32 @@ async def test_a_search_past_its_timeout_stops_and_keeps_its_best_model(
     assert meta["timings_s"]["search"] < 20
 
 
+async def test_timeout_s_ends_the_trials_in_flight_and_fails_as_timeout_when_none_finished(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir) as svc:
+        task = await svc.submit(
+            {
+                "task_type": "svm_classification",
+                "data_source": str(slow_csv),
+                "target_column": "label",
+                "kernel": "poly",
+                "gamma": 5.0,
+                "degree": 5,
+                "C": 1000.0,  # each trial's cross-validation runs far longer than the whole timeout
+                "n_trials": 5,
+                "cv_folds": 5,
+                "timeout_s": 1.5,
+            }
+        )
+        done = await svc.wait(task.task_id, timeout_s=60)
+        logs = await svc.logs(task.task_id, tail=200)
+    assert done.status is TaskStatus.FAILED
+    assert done.error is not None and done.error.kind.value == "timeout"
+    assert any("ran past its limit" in line for line in logs)  # the trials in flight were ended
+    assert done.elapsed_s is not None and done.elapsed_s < 15
+
+
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [

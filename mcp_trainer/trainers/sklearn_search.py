@@ -217,6 +217,8 @@ class SklearnTrainer(Trainer):
         if done:
             log.info("resuming the search: %d of %d trials already finished", done, spec.n_trials)
         durations: list[float] = []
+        # One deadline for the whole search, shared by forked helpers (CLOCK_MONOTONIC is system-wide).
+        deadline = None if spec.timeout_s is None else time.monotonic() + spec.timeout_s
 
         def objective(trial: optuna.Trial) -> float:
             ctx.check_stop()
@@ -235,14 +237,17 @@ class SklearnTrainer(Trainer):
                         error_score=np.nan,
                     )
 
-            if spec.trial_timeout_s is None:
+            limit = _trial_limit(spec.trial_timeout_s, deadline)
+            if limit is None:
                 scores = cross_validate()
             else:
                 try:
-                    scores = call_with_limit(cross_validate, spec.trial_timeout_s, ctx.check_stop)
+                    # With a limit the trial runs in a forked child that is killed when the limit passes:
+                    # a Python-level timeout cannot interrupt a long fit.
+                    scores = call_with_limit(cross_validate, limit, ctx.check_stop)
                 except TrialTimeout as exc:
                     log.warning("trial %d %s", trial.number, exc)
-                    return float("nan")  # the trial fails; the search goes on
+                    return float("nan")  # the trial fails; the search goes on (or stops at timeout_s)
             durations.append(time.perf_counter() - t0)
             return float(np.mean(scores))  # NaN marks the trial failed; the search goes on
 
@@ -357,6 +362,14 @@ class SklearnTrainer(Trainer):
                 "numpy": np.__version__,
             },
         }
+
+
+def _trial_limit(trial_timeout_s: float | None, deadline: float | None) -> float | None:
+    """Seconds the next trial may run: its own limit, cut to what is left of the search's timeout_s."""
+    limits = [] if trial_timeout_s is None else [trial_timeout_s]
+    if deadline is not None:
+        limits.append(max(deadline - time.monotonic(), 0.01))
+    return min(limits) if limits else None
 
 
 def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
