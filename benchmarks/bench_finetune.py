@@ -192,7 +192,7 @@ def plain_finetune(csv: Path, out_dir: Path, args: argparse.Namespace) -> dict[s
     )
     per_epoch = math.ceil(n / args.batch_size)
     total_steps = args.max_steps or per_epoch * args.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=total_steps)  # type: ignore[no-untyped-call]
     load_s = time.perf_counter() - t0
 
     model.train()
