@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
+from tiny_models import expected_device, lm_csv, make_bert, make_gpt2, sentiment_csv
 from torch import nn
 
 from mcp_trainer.finetune_preflight import check_finetune
@@ -95,9 +95,13 @@ def test_a_text_classification_fine_tune_learns_and_saves_a_model_from_pretraine
 
     steps = [m["training"] for m in sent if m.get("training")]
     assert steps[-1]["step"] == steps[-1]["total_steps"] == 6 * 9  # 72 train rows / 8 per step, 6 epochs
-    assert all(s["samples_per_s"] > 0 and s["tokens_per_s"] > 0 and s["device"] == "cpu" for s in steps)
-    first, last = steps[0]["loss"], steps[-1]["loss"]
-    assert last < first / 2  # it learned: the label is given away by one word
+    assert all(
+        s["samples_per_s"] > 0 and s["tokens_per_s"] > 0 and s["device"] == expected_device() for s in steps
+    )
+    # It learned (the label is given away by one word): the last epoch's mean loss is under half the first's
+    # (a mean over 9 steps, not one batch's loss, which bf16 autocast on a GPU makes noisy).
+    first, last = (sum(s["loss"] for s in epoch) / 9 for epoch in (steps[:9], steps[-9:]))
+    assert last < first / 2
     assert result.metrics["accuracy"] >= 0.9
     model_dir = Path(result.model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text())

@@ -15,7 +15,7 @@ import pytest
 import torch
 from mcp import Client
 from mcp_calls import call, call_error
-from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
+from tiny_models import expected_device, lm_csv, make_bert, make_gpt2, sentiment_csv
 
 from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.executor import process_group_alive
@@ -110,7 +110,7 @@ async def test_fine_tunes_run_through_the_mcp_tools_and_their_models_predict_and
         )
         assert "has no text in 'text'" in bad_rows
         info = await call(client, "get_model_info", {"model_id": cls_status["model_id"]})
-        assert info["training"]["device"] == "cpu" and info["training"]["samples_per_s"] > 0
+        assert info["training"]["device"] == expected_device() and info["training"]["samples_per_s"] > 0
         assert "loss_curve.png" in info["reports"]
 
 

@@ -121,3 +121,11 @@ def lm_csv(path: Path, rows: int = 48, seed: int = 0, *, prompts: bool = False) 
             else:
                 w.writerow([f"the movie was very {word} . the plot was {word} ."])
     return path
+
+
+def expected_device() -> str:
+    """The device name a fine-tune reports on this machine: its first GPU when it has one (a lent GPU
+    machine runs these tests too), else the CPU."""
+    import torch
+
+    return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
