@@ -30,6 +30,7 @@ from mcp_trainer.datasources import parse_source
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TrainerError, describe_validation_error
 from mcp_trainer.executor import ProcessExecutor
 from mcp_trainer.ids import check_model_id, check_task_id, new_task_id
+from mcp_trainer.model_reports import MAX_REPORT_BYTES, load_report
 from mcp_trainer.models import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.preflight import check_dataset
 from mcp_trainer.scheduler import Scheduler, runnable_order
@@ -39,6 +40,7 @@ from mcp_trainer.system import machine_status
 from mcp_trainer.views import (
     ModelInfo,
     ModelPage,
+    ModelReport,
     ModelSummary,
     Predictions,
     QueueStatus,
@@ -337,6 +339,18 @@ class TrainingService:
         reports_dir = model_dir(self.models_dir, model_id) / REPORTS_DIR
         reports = sorted(p.name for p in reports_dir.iterdir()) if reports_dir.is_dir() else []
         return ModelInfo.full(meta, reports)
+
+    async def model_report(
+        self, model_id: str, plots: list[str] | None = None, *, max_bytes: int = MAX_REPORT_BYTES
+    ) -> tuple[ModelReport, dict[str, bytes]]:
+        """A model's readable summary and its report plots: the report, and the PNG bytes of the plots it
+        carries by plot name. `plots` picks some (None: all, []: none); beyond `max_bytes` in total the
+        rest are listed but left out, and `note` says how to ask for them. Raises InvalidInputError for
+        an unknown model or plot name."""
+        check_model_id(model_id)
+        return await anyio.to_thread.run_sync(
+            lambda: load_report(self.models_dir, model_id, plots, max_bytes=max_bytes)
+        )
 
     async def delete_model(self, model_id: str) -> None:
         """Remove a saved model's directory; raises InvalidInputError for an unknown id."""

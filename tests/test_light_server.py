@@ -1,4 +1,4 @@
-"""The server process never imports the training stack (scikit-learn, Optuna, pandas, torch)."""
+"""The server process never imports the training stack (scikit-learn, Optuna, pandas, torch, matplotlib)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ def test_a_server_that_trained_and_predicted_never_imported_the_training_stack(
                     "rows": [{{"x1": 0.0, "x2": 0.0, "shade": "a"}}]}})
                 assert not r.is_error and r.structured_content["n_rows"] == 1, r
                 await c.call_tool("get_model_info", {{"model_id": model_id}})
+                r = await c.call_tool("get_model_report", {{"model_id": model_id}})
+                assert not r.is_error and any(b.type == "image" for b in r.content), r
                 await c.call_tool("get_queue_status", {{}})
-            stack = ("sklearn", "optuna", "pandas", "torch", "transformers")
+            stack = ("sklearn", "optuna", "pandas", "torch", "transformers", "matplotlib", "PIL")
             heavy = sorted(m for m in stack if m in sys.modules)
             print("HEAVY:", ",".join(heavy))
 
