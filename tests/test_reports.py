@@ -294,3 +294,17 @@ def test_a_drawing_process_that_dies_costs_only_its_own_plots(monkeypatch: pytes
     why = "its drawing process ended without a result (exit code 3)"
     assert out.failed == {"param_importances": why, "roc_curve": why}
     assert set(out.images) == {"optimization_history.png", "confusion_matrix.png", "pr_curve.png"}
+
+
+def test_a_broken_drawing_machinery_records_every_plot_as_failed_and_raises_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: Any) -> Any:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(reports, "_draw_shared", broken)
+    out = render_reports(held_out=_held_out(None), classification=True)
+    assert out.images == {}
+    assert out.failed == dict.fromkeys(
+        ["confusion_matrix", "roc_curve", "pr_curve"], "OSError: no processes left"
+    )

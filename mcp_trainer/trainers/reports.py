@@ -106,13 +106,16 @@ def class_scores(model: Any, X: Any) -> tuple[Any, str | None]:
     """The model's scores for each class, for ROC and PR curves: decision_function, else predict_proba.
 
     Binary problems give one score per row (for the second class, as scikit-learn's metrics expect);
-    (None, None) when the model offers neither."""
+    (None, None) when the model offers neither, or neither works (that only costs plots and roc_auc)."""
     for method in ("decision_function", "predict_proba"):
         if not hasattr(model, method):
             continue
         try:
             scores = np.asarray(getattr(model, method)(X))
         except AttributeError:  # a pipeline exposes both even when its final model lacks one
+            continue
+        except Exception as exc:
+            log.warning("the model's %s failed: %s: %s", method, type(exc).__name__, exc)
             continue
         if scores.ndim == 2 and scores.shape[1] == 2:
             scores = scores[:, 1]
@@ -155,7 +158,11 @@ def render_reports(
             ("residuals", lambda: _residuals(held_out)),
         ]
     n = max(1, min(processes or min(available_cpus(), _MAX_PROCESSES), len(plots)))
-    outcomes = {name: (kind, value) for name, kind, value in _draw_shared(plots, n)}
+    try:
+        outcomes = {name: (kind, value) for name, kind, value in _draw_shared(plots, n)}
+    except Exception as exc:  # the sharing itself broke: still never fail the task
+        log.warning("the report plots could not be drawn: %s: %s", type(exc).__name__, exc, exc_info=True)
+        outcomes = {name: ("failed", f"{type(exc).__name__}: {exc}") for name, _ in plots}
     for name, _ in plots:  # the report's order, whichever process drew what
         kind, value = outcomes[name]
         if kind == "png":
@@ -208,7 +215,7 @@ def _draw_shared(jobs: Sequence[Job], processes: int) -> list[Outcome]:
         try:
             process = ctx.Process(target=_helper, args=(share, child), daemon=True)
             process.start()
-        except OSError as exc:  # no process to be had: draw it here
+        except Exception as exc:  # no process to be had (OSError, or a daemonic parent): draw it here
             log.warning("drawing the report plots in one process: %s", exc)
             parent.close()
             shares[0] += share
