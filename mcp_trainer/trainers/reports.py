@@ -336,14 +336,14 @@ def _importances(study: optuna.Study, trials: list[FrozenTrial], auto: bool, see
     names = list(importances)[::-1]  # most important at the top
     fig, ax = _figure()
     y = np.arange(len(names))
-    ax.barh(y, [float(importances[n]) for n in names], color="C0")
+    ax.barh(y, [float(importances[n]) for n in names], height=0.6, color="C0")
     ax.set_yticks(y, [_label(n.split(".", 1)[-1] if auto else n, 22) for n in names])
     ax.set_xlim(0, 1)
-    ax.set_title(f"Hyperparameter importances (fANOVA over {scope})", fontsize=11)
+    fig.suptitle(f"Hyperparameter importances (fANOVA over {scope})", fontsize=11)
     ax.set_xlabel("share of the objective's variance explained")
     ax.set_ylabel("hyperparameter")
     ax.grid(axis="x", alpha=0.3)
-    fig.subplots_adjust(left=0.3, right=0.97, top=0.92, bottom=0.11)
+    fig.subplots_adjust(left=0.3, right=0.97, top=0.9, bottom=0.11)
     return _png(fig)
 
 
@@ -371,13 +371,15 @@ def _confusion(h: HeldOut) -> bytes:
                 str(count),
                 ha="center",
                 va="center",
-                fontsize=9 if k <= 8 else 7,
+                fontsize=11 if k <= 4 else 9 if k <= 8 else 7,
                 color="white" if count > threshold else "black",
             )
     ticks = np.arange(k)
     labels = [_label(c) for c in classes]
+    longest = max((len(s) for s in labels), default=1) if k <= 30 else 1
+    crowded = k * longest > 40  # horizontal labels would run into each other
     if k <= 30:
-        ax.set_xticks(ticks, labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center")
+        ax.set_xticks(ticks, labels, rotation=45 if crowded else 0, ha="right" if crowded else "center")
         ax.set_yticks(ticks, labels)
     accuracy = float(np.trace(matrix)) / max(int(matrix.sum()), 1)
     ax.set_title(
@@ -385,9 +387,8 @@ def _confusion(h: HeldOut) -> bytes:
     )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    longest = max((len(s) for s in labels), default=1) if k <= 30 else 1
     margin = min(0.12 + 0.012 * longest, 0.3)
-    bottom = margin if k > 4 else 0.12
+    bottom = margin if crowded else 0.12
     fig.subplots_adjust(left=margin, right=0.97, top=0.92, bottom=bottom)
     return _png(fig)
 
@@ -483,47 +484,54 @@ def _panels(h: HeldOut) -> tuple[Figure, list[tuple[Axes, str, Any, Any]], str]:
     if y_true.shape[1] > n:
         note += f", first {n} of {y_true.shape[1]} targets"
     panels = [(flat[i], h.targets[i], y_true[rows_drawn, i], y_pred[rows_drawn, i]) for i in range(n)]
-    small = n > 1
     fig.subplots_adjust(
-        left=0.1 if not small else 0.09,
-        right=0.97,
-        top=0.88 if small else 0.9,
-        bottom=0.1,
-        wspace=0.3,
-        hspace=0.45,
+        left=0.12 if n == 1 else 0.09, right=0.97, top=0.88, bottom=0.1, wspace=0.3, hspace=0.45
     )
     return fig, panels, note
+
+
+def _titles(
+    fig: Figure, panels: list[tuple[Axes, str, Any, Any]], heading: str, per_panel: list[str]
+) -> None:
+    if len(panels) == 1:
+        panels[0][0].set_title(f"{heading}\n{per_panel[0]}", fontsize=11)
+        return
+    fig.suptitle(heading, fontsize=11)
+    for (ax, *_), title in zip(panels, per_panel, strict=True):
+        ax.set_title(title, fontsize=9)
 
 
 def _predicted_vs_actual(h: HeldOut) -> bytes:
     fig, panels, note = _panels(h)
     small = len(panels) > 1
+    titles: list[str] = []
     for ax, target, truth, pred in panels:
         ax.scatter(truth, pred, s=8 if small else 12, alpha=0.6, color="C0", linewidths=0)
         low, high = float(min(truth.min(), pred.min())), float(max(truth.max(), pred.max()))
         ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=0.8)
         r2 = skm.r2_score(truth, pred) if len(truth) > 1 else float("nan")
-        ax.set_title(f"{_label(target, 24)} (R² {r2:.3f})", fontsize=9 if small else 10)
+        titles.append(f"{_label(target, 24)} (R² {r2:.3f})")
         ax.set_xlabel("actual", fontsize=8 if small else 10)
         ax.set_ylabel("predicted", fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Predicted vs actual (held out{note})", fontsize=11)
+    _titles(fig, panels, f"Predicted vs actual (held out{note})", titles)
     return _png(fig)
 
 
 def _residuals(h: HeldOut) -> bytes:
     fig, panels, note = _panels(h)
     small = len(panels) > 1
+    titles: list[str] = []
     for ax, target, truth, pred in panels:
         residual = truth - pred
         ax.scatter(pred, residual, s=8 if small else 12, alpha=0.6, color="C0", linewidths=0)
         ax.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
         rmse = float(np.sqrt(np.mean(residual**2))) if len(residual) else float("nan")
-        ax.set_title(f"{_label(target, 24)} (RMSE {rmse:.3g})", fontsize=9 if small else 10)
+        titles.append(f"{_label(target, 24)} (RMSE {rmse:.3g})")
         ax.set_xlabel("predicted", fontsize=8 if small else 10)
         ax.set_ylabel("actual - predicted", fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"Residuals (held out{note})", fontsize=11)
+    _titles(fig, panels, f"Residuals (held out{note})", titles)
     return _png(fig)
