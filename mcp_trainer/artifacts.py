@@ -23,6 +23,8 @@ __all__ = [
     "METADATA_FILE",
     "MODEL_FILE",
     "REPORTS_DIR",
+    "REPORT_PLOTS",
+    "SUMMARY_FILE",
     "delete_model_dir",
     "list_metadata",
     "load_verified_model",
@@ -37,6 +39,19 @@ __all__ = [
 MODEL_FILE = "model.pkl"
 METADATA_FILE = "metadata.json"
 REPORTS_DIR = "reports"
+SUMMARY_FILE = "summary.md"
+# The report plots a model may have, in the order a report shows them: name -> what it shows. Each is
+# `reports/<name>.png`; a plot that does not apply or could not be drawn is absent (summary.md says why).
+REPORT_PLOTS: dict[str, str] = {
+    "optimization_history": "objective value of each search trial, with the best so far",
+    "param_importances": "how much each searched hyperparameter mattered (fANOVA)",
+    "confusion_matrix": "held-out counts of true class against predicted class",
+    "roc_curve": "held-out ROC curve (one-vs-rest per class when there are more than two)",
+    "pr_curve": "held-out precision-recall curve (one-vs-rest per class when there are more than two)",
+    "predicted_vs_actual": "held-out predictions against true values, per target",
+    "residuals": "held-out residuals (true - predicted) against predictions, per target",
+    "loss_curve": "a fine-tune's training loss per optimizer step, with the eval loss at each evaluation",
+}
 
 
 def sha256_of(path: Path) -> str:

@@ -127,7 +127,8 @@ class Progress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     percent: Annotated[float, Field(ge=0, le=100)] = 0.0
-    phase: str = "queued"  # queued, starting, loading_data, searching, training, evaluating, saving, done
+    # queued, starting, loading_data, searching, training, evaluating, reporting, saving, done
+    phase: str = "queued"
     trial: int | None = None  # trials finished so far
     n_trials: int | None = None
     best_score: float | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Literal, cast
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_trainer import __version__
@@ -22,7 +24,15 @@ from mcp_trainer.server_finetune import register_finetune_tools
 from mcp_trainer.service import DEFAULT_CONCURRENCY, MAX_PAGE, TrainingService
 from mcp_trainer.spaces import describe_spaces
 from mcp_trainer.specs import MAX_FOLDS, MAX_TRIALS, TaskType
-from mcp_trainer.views import ModelInfo, ModelPage, Predictions, QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views import (
+    ModelInfo,
+    ModelPage,
+    ModelReport,
+    Predictions,
+    QueueStatus,
+    TaskPage,
+    TaskStatusView,
+)
 
 __all__ = ["MAX_WAIT_S", "SearchSpaces", "ServerConfig", "SubmitResult", "TaskLogs", "build_server"]
 
@@ -386,6 +396,36 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         types, target and classes, data file hash, library versions, timings, report files."""
         with _tool_errors():
             return await _service(ctx).model_info(model_id)
+
+    @server.tool()
+    async def get_model_report(
+        ctx: Context,
+        model_id: ModelId,
+        plots: Annotated[
+            list[str] | None,
+            Field(
+                description="Plots to return, e.g. ['confusion_matrix', 'roc_curve']; omit for all, [] for "
+                "the summary alone. Names: optimization_history, param_importances, confusion_matrix, "
+                "roc_curve, pr_curve (classification), predicted_vs_actual, residuals (regression)."
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, ModelReport]:
+        """A model's readable summary (task, data, best parameters, metrics) and its report plots as PNG
+        images: optimization history, hyperparameter importances, and the held-out confusion matrix,
+        ROC and precision-recall curves (classification) or predicted-vs-actual and residuals
+        (regression). The answer stays small enough for a chat; the note says what was left out."""
+        with _tool_errors():
+            report, images = await _service(ctx).model_report(model_id, plots)
+        text = report.summary.rstrip()
+        if report.note:
+            text += f"\n\nNote: {report.note}"
+        content: list[ContentBlock] = [TextContent(type="text", text=text)]
+        for name, png in images.items():
+            content.append(TextContent(type="text", text=f"{name}.png"))
+            content.append(
+                ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
+            )
+        return CallToolResult(content=content, structured_content=report.model_dump(mode="json"))
 
     @server.tool()
     async def predict(

@@ -31,6 +31,7 @@ from mcp_trainer.errors import InvalidInputError, InvalidStateError, TrainerErro
 from mcp_trainer.executor import ProcessExecutor
 from mcp_trainer.finetune_preflight import MAX_NEW_TOKENS, check_finetune, check_finetune_installed
 from mcp_trainer.ids import check_model_id, check_task_id, new_task_id
+from mcp_trainer.model_reports import MAX_REPORT_BYTES, load_report
 from mcp_trainer.models import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.preflight import check_dataset
 from mcp_trainer.scheduler import Scheduler, runnable_order
@@ -41,6 +42,7 @@ from mcp_trainer.views import (
     Generation,
     ModelInfo,
     ModelPage,
+    ModelReport,
     ModelSummary,
     Predictions,
     QueueStatus,
@@ -339,6 +341,18 @@ class TrainingService:
         reports_dir = model_dir(self.models_dir, model_id) / REPORTS_DIR
         reports = sorted(p.name for p in reports_dir.iterdir()) if reports_dir.is_dir() else []
         return ModelInfo.full(meta, reports)
+
+    async def model_report(
+        self, model_id: str, plots: list[str] | None = None, *, max_bytes: int = MAX_REPORT_BYTES
+    ) -> tuple[ModelReport, dict[str, bytes]]:
+        """A model's readable summary and its report plots: the report, and the PNG bytes of the plots it
+        carries by plot name. `plots` picks some (None: all, []: none); beyond `max_bytes` in total the
+        rest are listed but left out, and `note` says how to ask for them. Raises InvalidInputError for
+        an unknown model or plot name."""
+        check_model_id(model_id)
+        return await anyio.to_thread.run_sync(
+            lambda: load_report(self.models_dir, model_id, plots, max_bytes=max_bytes)
+        )
 
     async def delete_model(self, model_id: str) -> None:
         """Remove a saved model's directory; raises InvalidInputError for an unknown id."""

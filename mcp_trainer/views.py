@@ -14,9 +14,11 @@ from mcp_trainer.system import MachineStatus
 __all__ = [
     "ModelInfo",
     "ModelPage",
+    "ModelReport",
     "ModelSummary",
     "Predictions",
     "QueueStatus",
+    "ReportPlot",
     "TaskPage",
     "TaskStatusView",
     "iso",
@@ -224,3 +226,23 @@ class Predictions(BaseModel):
     probabilities: list[list[float]] | None = Field(
         None, description="per-class probabilities, for classifiers that estimate them"
     )
+
+
+class ReportPlot(BaseModel):
+    """One report plot of a model, and whether this answer carries its image."""
+
+    name: str = Field(description="pass it in `plots` to ask for this image")
+    file: str = Field(description="the PNG file on the server's machine")
+    bytes: int
+    description: str
+    included: bool = Field(description="whether this answer carries the image")
+
+
+class ModelReport(BaseModel):
+    """A model's readable summary and its report plots (the images travel as MCP image content)."""
+
+    model_id: str
+    summary: str = Field(description="reports/summary.md: task, data, best parameters, metrics, plots")
+    plots: list[ReportPlot] = Field(description="the plots this model has, in report order")
+    not_drawn: dict[str, str] = Field(description="plots this model lacks, with the reason")
+    note: str | None = Field(None, description="what was left out of this answer and how to ask for it")

@@ -112,6 +112,10 @@ async def test_fine_tunes_run_through_the_mcp_tools_and_their_models_predict_and
         info = await call(client, "get_model_info", {"model_id": cls_status["model_id"]})
         assert info["training"]["device"] == expected_device() and info["training"]["samples_per_s"] > 0
         assert "loss_curve.png" in info["reports"]
+        report = await client.call_tool("get_model_report", {"model_id": cls_status["model_id"]})
+        assert not report.is_error and report.structured_content is not None
+        assert [p["name"] for p in report.structured_content["plots"]] == ["loss_curve"]
+        assert [b.mime_type for b in report.content if b.type == "image"] == ["image/png"]
 
 
 async def test_a_fine_tune_whose_worker_is_killed_resumes_from_its_last_checkpoint(

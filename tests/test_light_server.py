@@ -1,4 +1,5 @@
-"""The server process never imports the training stack (scikit-learn, Optuna, pandas, torch, transformers)."""
+"""The server process never imports the training stack (scikit-learn, Optuna, pandas, torch, transformers,
+matplotlib)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ def test_a_server_that_trained_and_predicted_never_imported_the_training_stack(
                     "rows": [{{"x1": 0.0, "x2": 0.0, "shade": "a"}}]}})
                 assert not r.is_error and r.structured_content["n_rows"] == 1, r
                 await c.call_tool("get_model_info", {{"model_id": model_id}})
+                r = await c.call_tool("get_model_report", {{"model_id": model_id}})
+                assert not r.is_error and any(b.type == "image" for b in r.content), r
                 await c.call_tool("get_queue_status", {{}})
                 r = await c.call_tool("submit_finetune_task", {{
                     "task_type": "causal_lm_finetune", "model_path": "/nonexistent/model",
                     "data_source": {str(blobs_csv)!r}}})
                 assert r.is_error, r  # checked by the server without importing torch
-            stack = ("sklearn", "optuna", "pandas", "torch", "transformers", "peft", "matplotlib")
+            stack = ("sklearn", "optuna", "pandas", "torch", "transformers", "peft", "matplotlib", "PIL")
             heavy = sorted(m for m in stack if m in sys.modules)
             print("HEAVY:", ",".join(heavy))
 

@@ -26,6 +26,7 @@ TOOLS = {
     "get_search_spaces",
     "list_models",
     "get_model_info",
+    "get_model_report",
     "predict",
     "delete_model",
     "submit_finetune_task",

@@ -27,6 +27,7 @@ from mcp_trainer.trainers.base import DataError, SearchTimeout, Trainer, WorkerC
 from mcp_trainer.trainers.families import build_model
 from mcp_trainer.trainers.isolate import TrialTimeout, call_with_limit
 from mcp_trainer.trainers.parallel import available_cpus, run_parallel
+from mcp_trainer.trainers.reports import HeldOut, class_scores, render_reports
 from mcp_trainer.trainers.study import attach_study, open_study
 from mcp_trainer.trainers.tabular import TabularData, build_preprocessor, load_tabular
 
@@ -88,17 +89,7 @@ def _estimator(spec: TabularSpec, data: TabularData, family: str, params: dict[s
     return Pipeline([("preprocess", build_preprocessor(data, scale=spec.scale_features)), ("model", model)])
 
 
-def _auc_scores(pipe: Pipeline, X: pd.DataFrame) -> Any:
-    if hasattr(pipe, "decision_function"):
-        try:
-            return pipe.decision_function(X)
-        except AttributeError:  # a pipeline exposes it even when its model lacks it
-            pass
-    return pipe.predict_proba(X)[:, 1]
-
-
-def _held_out_metrics(spec: TabularSpec, pipe: Pipeline, X: pd.DataFrame, y: Any) -> dict[str, float]:
-    pred = pipe.predict(X)
+def _held_out_metrics(spec: TabularSpec, y: Any, pred: Any, scores: Any) -> dict[str, float]:
     if spec.is_classification:
         out = {
             "accuracy": skm.accuracy_score(y, pred),
@@ -107,8 +98,8 @@ def _held_out_metrics(spec: TabularSpec, pipe: Pipeline, X: pd.DataFrame, y: Any
             "precision_macro": skm.precision_score(y, pred, average="macro", zero_division=0),
             "recall_macro": skm.recall_score(y, pred, average="macro", zero_division=0),
         }
-        if len(np.unique(y)) == 2:
-            out["roc_auc"] = skm.roc_auc_score(y, _auc_scores(pipe, X))
+        if len(np.unique(y)) == 2 and scores is not None and np.ndim(scores) == 1:
+            out["roc_auc"] = skm.roc_auc_score(y, scores)
     else:
         out = {
             "r2": skm.r2_score(y, pred),
@@ -148,10 +139,11 @@ class SklearnTrainer(Trainer):
 
         cv_score: float | None = None
         n_done: int | None = None
+        study: optuna.Study | None = None
         reports: dict[str, str | bytes] = {}
         search_started = time.perf_counter()
         if spec.optimize_hyperparameters:
-            family, best_params, cv_score, n_done, trials_csv = self._search(
+            family, best_params, cv_score, n_done, trials_csv, study = self._search(
                 ctx, spec, data, X_train, y_train, cv, scoring
             )
             reports["trials.csv"] = trials_csv
@@ -169,7 +161,27 @@ class SklearnTrainer(Trainer):
         fit_s = time.perf_counter() - fit_started
         ctx.check_stop()
         ctx.report(phase="evaluating", percent=95.0, force=True)
-        held_out = _held_out_metrics(spec, final, X_test, y_test)
+        pred = final.predict(X_test)
+        scores, score_source = class_scores(final, X_test) if spec.is_classification else (None, None)
+        held_out = _held_out_metrics(spec, y_test, pred, scores)
+        ctx.report(phase="reporting", percent=96.0, force=True)
+        plots = render_reports(
+            held_out=HeldOut(
+                y_true=y_test,
+                y_pred=pred,
+                targets=data.targets,
+                classes=list(final.classes_) if spec.is_classification else None,
+                scores=scores,
+                score_source=score_source,
+            ),
+            classification=spec.is_classification,
+            study=study,
+            scoring=scoring,
+            auto=spec.family == "auto",
+            seed=spec.random_state,
+        )
+        reports.update(plots.images)
+        ctx.check_stop()
         ctx.report(phase="saving", percent=97.0, force=True)
 
         metadata = self._metadata(ctx, spec, data, best_params, cv_score, held_out, n_done)
@@ -178,14 +190,18 @@ class SklearnTrainer(Trainer):
             "load": round(load_s, 3),
             "search": round(search_s, 3),
             "final_fit": round(fit_s, 3),
+            "reports": round(plots.seconds, 3),
             "total": round(time.perf_counter() - started, 3),
         }
+        metadata["plots"] = plots.metadata()
         metadata["rows"] = {
             "train": len(X_train),
             "test": len(X_test),
             "dropped_missing_target": data.rows_dropped,
         }
-        reports["summary.md"] = _summary(ctx.model_id, spec, metadata)
+        reports["summary.md"] = _summary(ctx.model_id, spec, metadata) + "\n".join(
+            ["", *plots.summary_lines(), ""]
+        )
         path = save_model_dir(
             ctx.models_dir, ctx.model_id, lambda p: joblib.dump(final, p), metadata, reports
         )
@@ -208,7 +224,7 @@ class SklearnTrainer(Trainer):
         y: Any,
         cv: KFold | StratifiedKFold,
         scoring: str,
-    ) -> tuple[str, dict[str, Any], float, int, str]:
+    ) -> tuple[str, dict[str, Any], float, int, str, optuna.Study]:
         study = open_study(
             ctx.work_dir, study_name=ctx.record.task_id, direction="maximize", seed=spec.random_state
         )
@@ -318,6 +334,7 @@ class SklearnTrainer(Trainer):
             round(float(best.value or 0.0), 6),
             len(study.trials),
             trials.to_csv(index=False),
+            study,
         )
 
     def _metadata(
