@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 import pytest
 from mcp import Client
@@ -138,13 +139,20 @@ async def test_a_search_past_its_timeout_stops_and_keeps_its_best_model(
 
 
 async def test_timeout_s_ends_the_trials_in_flight_and_fails_as_timeout_when_none_finished(
-    queue_dir: Path, models_dir: Path, slow_csv: Path
+    queue_dir: Path, models_dir: Path, tmp_path: Path
 ) -> None:
+    # 8,000 noise rows: one cross-validation of this SVC takes ~20 s on the 2-core machine (3,000 rows
+    # took ~1.4 s, too close to the limit), so no trial can finish inside the 1.5 s timeout.
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(rng.normal(size=(8000, 20)).round(4), columns=[f"f{i}" for i in range(20)])
+    frame["label"] = rng.choice(["p", "q"], size=len(frame))
+    noise_csv = tmp_path / "noise.csv"
+    frame.to_csv(noise_csv, index=False)
     async with TrainingService(queue_dir, models_dir) as svc:
         task = await svc.submit(
             {
                 "task_type": "svm_classification",
-                "data_source": str(slow_csv),
+                "data_source": str(noise_csv),
                 "target_column": "label",
                 "kernel": "poly",
                 "gamma": 5.0,
