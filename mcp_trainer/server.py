@@ -157,9 +157,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             ),
         ],
         target_column: Annotated[
-            str | list[str],
-            Field(description="Column to predict; svm_regression accepts a list (multi-output)."),
-        ],
+            str | list[str] | None,
+            Field(
+                description="Column to predict; regression accepts a list (multi-output). Required for a "
+                "file; leave it out for a bundled sklearn:<name> dataset to predict its own target."
+            ),
+        ] = None,
         feature_columns: Annotated[
             list[str] | None, Field(description="Columns to use as inputs; default: all but the target.")
         ] = None,

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mcp_trainer.datasources import BUNDLED, BUNDLED_PREFIX
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.finetune_specs import FINETUNE_TASK_TYPES, FinetuneSpec
 from mcp_trainer.spaces import TASK_FAMILIES, Kind, check_params, check_search_space, families_for
@@ -83,8 +84,10 @@ class TabularSpec(BaseModel):
             "sklearn:iris (also wine, breast_cancer, digits, diabetes, linnerud).",
         ),
     ]
-    target_column: str | list[str] = Field(
-        description="Column to predict; regression may name several columns (multi-output)."
+    target_column: str | list[str] | None = Field(
+        default=None,
+        description="Column to predict; regression may name several columns (multi-output). Required for "
+        "a file; a bundled sklearn:<name> dataset predicts its own target when it is left out.",
     )
     feature_columns: list[str] | None = Field(
         default=None, description="Columns to train on; default: every column but the target."
@@ -146,17 +149,34 @@ class TabularSpec(BaseModel):
 
     @property
     def targets(self) -> list[str]:
+        assert self.target_column is not None  # set by _default_target for bundled data, else required
         return [self.target_column] if isinstance(self.target_column, str) else list(self.target_column)
 
     @field_validator("target_column")
     @classmethod
-    def _targets_not_empty(cls, value: str | list[str]) -> str | list[str]:
+    def _targets_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
+            return None
         names = [value] if isinstance(value, str) else value
         if not names or any(not n for n in names):
             raise ValueError("name at least one target column")
         if len(set(names)) != len(names):
             raise ValueError("target columns repeat")
         return value
+
+    @model_validator(mode="after")
+    def _default_target(self) -> TabularSpec:
+        """A bundled dataset knows what it predicts; a file needs target_column."""
+        if self.target_column is None:
+            bundled = BUNDLED.get(self.data_source.removeprefix(BUNDLED_PREFIX))
+            if not self.data_source.startswith(BUNDLED_PREFIX) or bundled is None:
+                raise ValueError(
+                    "target_column is required for a data file: name the column to predict "
+                    "(only a bundled sklearn:<name> dataset implies its target)"
+                )
+            targets = bundled.targets
+            self.target_column = targets[0] if len(targets) == 1 else list(targets)
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> TabularSpec:

@@ -84,6 +84,15 @@ def test_bundled_datasets_are_checked_without_loading_them() -> None:
         check_dataset(spec("sklearn:linnerud", target=["Weight"], task_type="svm_regression", cv_folds=15))
 
 
+def test_a_bundled_dataset_predicts_its_own_target_when_target_column_is_left_out() -> None:
+    iris = SVMSpec.model_validate({"task_type": "svm_classification", "data_source": "sklearn:iris"})
+    assert iris.targets == ["target"]
+    linnerud = SVMSpec.model_validate({"task_type": "svm_regression", "data_source": "sklearn:linnerud"})
+    assert linnerud.targets == ["Weight", "Waist", "Pulse"]
+    with pytest.raises(ValueError, match="target_column is required for a data file"):
+        SVMSpec.model_validate({"task_type": "svm_classification", "data_source": "/data/reviews.csv"})
+
+
 @pytest.mark.anyio
 async def test_tasks_train_from_every_kind_of_source(tmp_path: Path, frame: pd.DataFrame) -> None:
     tsv = tmp_path / "d.tsv"
@@ -97,9 +106,11 @@ async def test_tasks_train_from_every_kind_of_source(tmp_path: Path, frame: pd.D
     quick = {"task_type": "svm_classification", "target_column": "label", "n_trials": 2, "cv_folds": 3}
     async with TrainingService(tmp_path / "queue", tmp_path / "models", max_concurrent=2) as svc:
         ids = [(await svc.submit({**quick, "data_source": str(p)})).task_id for p in (tsv, jsonl, parquet)]
-        ids.append(
-            (await svc.submit({**quick, "data_source": "sklearn:iris", "target_column": "target"})).task_id
-        )
+        # A bundled dataset predicts its own target when target_column is left out; a file cannot.
+        no_target = {k: v for k, v in quick.items() if k != "target_column"}
+        with pytest.raises(InvalidInputError, match="target_column is required for a data file"):
+            await svc.submit({**no_target, "data_source": str(tsv)})
+        ids.append((await svc.submit({**no_target, "data_source": "sklearn:iris"})).task_id)
         ids.append(
             (
                 await svc.submit(
@@ -118,4 +129,5 @@ async def test_tasks_train_from_every_kind_of_source(tmp_path: Path, frame: pd.D
     assert [v.status for v in views] == [TaskStatus.COMPLETED] * 5, [v.error for v in views]
     iris = json.loads((tmp_path / "models" / str(views[3].model_id) / "metadata.json").read_text())
     assert iris["classes"] == ["setosa", "versicolor", "virginica"]
-    assert iris["data"]["source"] == "sklearn:iris"
+    assert iris["data"]["source"] == "sklearn:iris" and iris["target"] == ["target"]
+    assert len(list((tmp_path / "queue").glob("task_*.json"))) == 5  # the refused submit left no file
