@@ -362,6 +362,7 @@ def test_a_stopped_fine_tune_resumes_from_its_checkpoint_and_ends_with_the_same_
 
     steps = [m["training"]["step"] for m in sent if m.get("training")]
     assert steps[0] == 3 and steps[-1] == 10  # the step count continued from the checkpoint of step 2
+    assert not (tmp_path / "b" / "work" / "checkpoints").exists()  # removed once the model was saved
     assert any("resumed at step 2" in (m.get("message") or "") for m in sent)
     a = load_file(Path(straight.model_dir) / "model.safetensors")
     b = load_file(Path(resumed.model_dir) / "model.safetensors")

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import platform
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ from mcp_trainer.trainers.study import open_study
 __all__ = ["FinetuneTrainer", "Hyper", "evaluate_examples"]
 
 log = logging.getLogger(__name__)
+CHECKPOINTS_DIR = "checkpoints"  # under the task's work directory
 EVAL_BATCH = 64
 
 
@@ -316,6 +318,9 @@ class FinetuneTrainer(Trainer):
         path = save_model_tree(
             ctx.models_dir, ctx.model_id, lambda d: _save(model, tokenizer, d), meta, reports
         )
+        # The model is saved: its checkpoints (weights and optimizer state: gigabytes for a large model)
+        # have done their job, and a completed task is never resumed.
+        shutil.rmtree(ctx.work_dir / CHECKPOINTS_DIR, ignore_errors=True)
         ctx.report(phase="done", percent=100.0, eta_s=0.0, force=True)
         return TaskResult(
             model_id=ctx.model_id,
@@ -378,7 +383,7 @@ class FinetuneTrainer(Trainer):
         store = (
             None
             if trial is not None
-            else CheckpointStore(ctx.work_dir / "checkpoints", spec.keep_checkpoints)
+            else CheckpointStore(ctx.work_dir / CHECKPOINTS_DIR, spec.keep_checkpoints)
         )
         state = LoopState()
         if store is not None:
