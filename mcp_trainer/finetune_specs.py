@@ -14,6 +14,8 @@ __all__ = ["FINETUNE_TASK_TYPES", "FinetuneSpec", "FinetuneTaskType"]
 FinetuneTaskType = Literal["text_classification_finetune", "causal_lm_finetune"]
 FINETUNE_TASK_TYPES: tuple[str, ...] = ("text_classification_finetune", "causal_lm_finetune")
 
+FULL_LEARNING_RATE = 5e-5  # the default peak learning rate of a full fine-tune
+LORA_LEARNING_RATE = 2e-4  # ... and of LoRA
 BATCH_SIZES = (4, 8, 16, 32, 64)  # what the search may pick for batch_size
 _DAY_S = 7 * 24 * 3600
 
@@ -65,7 +67,11 @@ class FinetuneSpec(BaseModel):
     )
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 16
     gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1
-    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 5e-5
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
+        default=None,
+        description=f"Peak learning rate; default {FULL_LEARNING_RATE:g} for a full fine-tune, "
+        f"{LORA_LEARNING_RATE:g} for LoRA (whose few new weights need larger steps).",
+    )
     lr_scheduler: Literal["linear", "cosine", "constant"] = "linear"
     warmup_ratio: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
     weight_decay: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
@@ -109,6 +115,12 @@ class FinetuneSpec(BaseModel):
     @property
     def effective_method(self) -> Literal["full", "lora"]:
         return self.method or ("full" if self.is_classification else "lora")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return LORA_LEARNING_RATE if self.effective_method == "lora" else FULL_LEARNING_RATE
 
     @property
     def effective_label_column(self) -> str:

@@ -75,7 +75,10 @@ def register_finetune_tools(
         max_steps: Annotated[int | None, Field(ge=1, description="Stop after this many steps.")] = None,
         batch_size: Annotated[int, Field(ge=1, le=4096)] = 16,
         gradient_accumulation_steps: Annotated[int, Field(ge=1, le=1024)] = 1,
-        learning_rate: Annotated[float, Field(gt=0, le=1)] = 5e-5,
+        learning_rate: Annotated[
+            float | None,
+            Field(gt=0, le=1, description="Default 5e-05 for a full fine-tune, 0.0002 for LoRA."),
+        ] = None,
         lr_scheduler: Literal["linear", "cosine", "constant"] = "linear",
         warmup_ratio: Annotated[float, Field(ge=0, le=0.5)] = 0.0,
         weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0,

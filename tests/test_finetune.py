@@ -127,7 +127,7 @@ def test_lora_trains_only_adapters_and_saves_an_adapter_peft_loads(
 
     model_dir = Path(result.model_dir)
     meta = json.loads((model_dir / "metadata.json").read_text())
-    assert meta["method"] == "lora"
+    assert meta["method"] == "lora" and meta["training"]["learning_rate"] == 3e-3  # as given
     assert meta["training"]["trainable_parameters"] < meta["training"]["total_parameters"] / 2
     assert (model_dir / "adapter_config.json").is_file() and (
         model_dir / "adapter_model.safetensors"

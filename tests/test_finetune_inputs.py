@@ -13,6 +13,7 @@ from mcp_calls import call, call_error
 from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 from mcp_trainer import InvalidInputError, TrainingService
+from mcp_trainer.finetune_specs import FinetuneSpec
 from mcp_trainer.server import ServerConfig, build_server
 
 pytestmark = pytest.mark.anyio
@@ -176,3 +177,13 @@ async def test_the_submit_finetune_tool_queues_a_task_and_refuses_bad_input_as_a
         assert "does not exist" in error
         listed = await call(client, "list_training_tasks", {})
         assert listed["total"] == 1  # the refused one was never queued
+
+
+def test_the_default_learning_rate_is_larger_for_lora_than_for_a_full_fine_tune() -> None:
+    base = {"model_path": "/models/m", "data_source": "/data/d.csv"}
+    full = FinetuneSpec.model_validate({**base, "task_type": "text_classification_finetune"})
+    lora = FinetuneSpec.model_validate({**full.model_dump(), "method": "lora"})
+    causal = FinetuneSpec.model_validate({**base, "task_type": "causal_lm_finetune"})  # LoRA by default
+    given = FinetuneSpec.model_validate({**base, "task_type": "causal_lm_finetune", "learning_rate": 1e-5})
+    assert (full.effective_learning_rate, lora.effective_learning_rate) == (5e-5, 2e-4)
+    assert (causal.effective_learning_rate, given.effective_learning_rate) == (2e-4, 1e-5)

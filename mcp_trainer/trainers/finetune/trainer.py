@@ -244,7 +244,7 @@ class FinetuneTrainer(Trainer):
             )
         load_s = time.perf_counter() - started
         ctx.check_stop()
-        hyper = Hyper(spec.learning_rate, spec.batch_size, spec.epochs)
+        hyper = Hyper(spec.effective_learning_rate, spec.batch_size, spec.epochs)
         n_done = None
         search_s = 0.0
         if spec.optimize_hyperparameters:
@@ -289,6 +289,7 @@ class FinetuneTrainer(Trainer):
                 "total_steps": cfg.total_steps,
                 "epochs": round(state.step / cfg.steps_per_epoch, 3),
                 "effective_batch": cfg.effective_batch,
+                "learning_rate": hyper.learning_rate,
                 "final_micro_batch": state.micro_batch,
                 "oom_retries": state.oom_retries,
                 "samples_per_s": round(state.samples_seen / max(state.train_seconds, 1e-9), 2),
@@ -473,7 +474,7 @@ class FinetuneTrainer(Trainer):
             optuna.trial.TrialState.FAIL,
         )
         sizes = [b for b in BATCH_SIZES if b <= max(len(data.train), BATCH_SIZES[0])]
-        lr_low, lr_high = min(1e-5, spec.learning_rate), max(1e-3, spec.learning_rate)
+        lr_low, lr_high = min(1e-5, spec.effective_learning_rate), max(1e-3, spec.effective_learning_rate)
         deadline = None if spec.timeout_s is None else time.monotonic() + spec.timeout_s
 
         def objective(trial: optuna.Trial) -> float:
