@@ -66,7 +66,7 @@ import anyio
 import pandas as pd
 import psutil
 import torch
-from _common import emit
+from _common import emit, warm_up
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
@@ -387,17 +387,7 @@ async def main(args: argparse.Namespace) -> None:
         plain_runs: list[dict[str, Any]] = []
         queue_runs: list[dict[str, Any]] = []
         async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
-            t0 = time.perf_counter()
-            while not svc.is_owner:
-                await anyio.sleep(0.01)
-            assert svc.scheduler is not None
-            await anyio.to_thread.run_sync(svc.scheduler.executor.warm_up)
-            print(
-                "warm-up: waited for svc.is_owner, then ran svc.scheduler.executor.warm_up() in a thread "
-                f"(forkserver started, one no-op process forked): {time.perf_counter() - t0:.2f} s, "
-                "not timed below",
-                flush=True,
-            )
+            await warm_up(svc)
             for i in range(args.rounds):
                 plain_runs.append(
                     await measured(

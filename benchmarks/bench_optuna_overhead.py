@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import optuna
 import pandas as pd
-from _common import emit
+from _common import emit, warm_up
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
@@ -125,17 +125,7 @@ async def main() -> None:
         plain_runs: list[dict[str, Any]] = []
         queue_runs: list[dict[str, Any]] = []
         async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
-            t0 = time.perf_counter()
-            while not svc.is_owner:
-                await anyio.sleep(0.01)
-            assert svc.scheduler is not None
-            await anyio.to_thread.run_sync(svc.scheduler.executor.warm_up)
-            print(
-                "warm-up: waited for svc.is_owner, then ran svc.scheduler.executor.warm_up() in a thread "
-                f"(forkserver started, one no-op process forked): {time.perf_counter() - t0:.2f} s, "
-                "not timed below",
-                flush=True,
-            )
+            await warm_up(svc)
             for i in range(ROUNDS):
                 plain_runs.append(plain_search(csv))
                 print(f"round {i + 1}: plain optuna      {plain_runs[-1]['seconds']:7.3f} s", flush=True)

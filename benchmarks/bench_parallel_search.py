@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 import pandas as pd
-from _common import emit
+from _common import emit, warm_up
 from sklearn.datasets import load_breast_cancer
 
 from mcp_trainer import TaskStatus, TrainingService
@@ -61,10 +61,7 @@ async def main() -> None:
         search: dict[int, list[float]] = {1: [], cpus: []}
         work: dict[int, list[float]] = {1: [], cpus: []}
         async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
-            while not svc.is_owner:
-                await anyio.sleep(0.01)
-            assert svc.scheduler is not None
-            await anyio.to_thread.run_sync(svc.scheduler.executor.warm_up)
+            await warm_up(svc)
             for i in range(ROUNDS):
                 seconds, _, search_s, work_s = await timed(svc, csv, 1)
                 serial.append(seconds)
