@@ -7,19 +7,18 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, ContentBlock, ImageContent, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_trainer import __version__
-from mcp_trainer.errors import TrainerError
+from mcp_trainer.server_common import SubmitResult, service_of, submitted, tool_errors
 from mcp_trainer.server_finetune import register_finetune_tools
 from mcp_trainer.service import DEFAULT_CONCURRENCY, MAX_PAGE, TrainingService
 from mcp_trainer.spaces import describe_spaces
@@ -70,13 +69,6 @@ class ServerConfig:
     exit_on_signal: bool = False
 
 
-class SubmitResult(BaseModel):
-    task_id: str
-    status: str
-    queue_position: int | None = Field(description="1 = next to start")
-    message: str
-
-
 class SearchSpaces(BaseModel):
     families: dict[str, Any]
     task_types: dict[str, Any]
@@ -91,19 +83,6 @@ class TaskLogs(BaseModel):
     task_id: str
     status: str
     lines: list[str]
-
-
-@contextlib.contextmanager
-def _tool_errors() -> Iterator[None]:
-    """Errors the caller can fix become tool errors (isError) with their actionable message."""
-    try:
-        yield
-    except TrainerError as exc:
-        raise ToolError(str(exc)) from None
-
-
-def _service(ctx: Context) -> TrainingService:
-    return cast(TrainingService, ctx.request_context.lifespan_context)
 
 
 async def _exit_on_signal(service: TrainingService) -> None:
@@ -282,20 +261,15 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             "n_parallel_trials": n_parallel_trials,
             "trial_timeout_s": trial_timeout_s,
         }
-        with _tool_errors():
-            view = await _service(ctx).submit(
+        with tool_errors():
+            view = await service_of(ctx).submit(
                 {k: v for k, v in spec.items() if v is not None},
                 name=name,
                 user_id=user_id,
                 priority=priority,
                 max_attempts=max_attempts,
             )
-        return SubmitResult(
-            task_id=view.task_id,
-            status=view.status.value,
-            queue_position=view.queue_position,
-            message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
-        )
+        return submitted(view)
 
     @server.tool()
     async def get_search_spaces() -> SearchSpaces:
@@ -307,8 +281,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
     async def get_task_status(ctx: Context, task_id: TaskId) -> TaskStatusView:
         """Status of one task: status, progress percent, phase, trial i of n with the best score, elapsed and
         estimated remaining seconds; model_id and metrics once completed; a classified error if failed."""
-        with _tool_errors():
-            return _service(ctx).status(task_id)
+        with tool_errors():
+            return service_of(ctx).status(task_id)
 
     @server.tool()
     async def list_training_tasks(
@@ -323,8 +297,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
     ) -> TaskPage:
         """Tasks newest first, with filters; pass next_cursor back as cursor for the next page."""
-        with _tool_errors():
-            return await _service(ctx).list_tasks(
+        with tool_errors():
+            return await service_of(ctx).list_tasks(
                 status=status, task_type=task_type, user_id=user_id, limit=limit, cursor=cursor
             )
 
@@ -332,15 +306,15 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
     async def cancel_training_task(ctx: Context, task_id: TaskId) -> TaskStatusView:
         """Cancel a queued task (it never starts) or stop a running one (its processes are ended), and
         return the resulting status. Cancelling a completed, failed or cancelled task is an error."""
-        with _tool_errors():
-            return await _service(ctx).cancel(task_id)
+        with tool_errors():
+            return await service_of(ctx).cancel(task_id)
 
     @server.tool()
     async def get_queue_status(ctx: Context) -> QueueStatus:
         """Running and waiting counts, the concurrency limit, counts per status, and CPU, memory, disk
         and GPU use of the machine."""
-        with _tool_errors():
-            return await _service(ctx).queue_status()
+        with tool_errors():
+            return await service_of(ctx).queue_status()
 
     @server.tool()
     async def wait_for_task(
@@ -364,8 +338,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             reported[0] = max(reported[0], view.progress)
             await ctx.report_progress(reported[0], 100.0, detail)
 
-        with _tool_errors():
-            return await _service(ctx).wait(task_id, min(timeout_s, MAX_WAIT_S), on_progress=notify)
+        with tool_errors():
+            return await service_of(ctx).wait(task_id, min(timeout_s, MAX_WAIT_S), on_progress=notify)
 
     @server.tool()
     async def get_task_logs(
@@ -374,8 +348,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         tail: Annotated[int, Field(ge=1, le=5000, description="How many of the last lines.")] = 100,
     ) -> TaskLogs:
         """The last lines logged by the task's worker process (all attempts)."""
-        with _tool_errors():
-            service = _service(ctx)
+        with tool_errors():
+            service = service_of(ctx)
             lines = await service.logs(task_id, tail)
             return TaskLogs(task_id=task_id, status=service.status(task_id).status.value, lines=lines)
 
@@ -388,8 +362,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
     ) -> ModelPage:
         """Saved models newest first, with their held-out metrics."""
-        with _tool_errors():
-            return await _service(ctx).list_models(
+        with tool_errors():
+            return await service_of(ctx).list_models(
                 task_type=task_type, user_id=user_id, limit=limit, cursor=cursor
             )
 
@@ -397,8 +371,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
     async def get_model_info(ctx: Context, model_id: ModelId) -> ModelInfo:
         """Everything recorded about a model: best parameters, CV and held-out metrics, features and their
         types, target and classes, data file hash, library versions, timings, report files."""
-        with _tool_errors():
-            return await _service(ctx).model_info(model_id)
+        with tool_errors():
+            return await service_of(ctx).model_info(model_id)
 
     @server.tool()
     async def get_model_report(
@@ -417,8 +391,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         images: optimization history, hyperparameter importances, and the held-out confusion matrix,
         ROC and precision-recall curves (classification) or predicted-vs-actual and residuals
         (regression). The answer stays small enough for a chat; the note says what was left out."""
-        with _tool_errors():
-            report, images = await _service(ctx).model_report(model_id, plots)
+        with tool_errors():
+            report, images = await service_of(ctx).model_report(model_id, plots)
         text = report.summary.rstrip()
         if report.note:
             text += f"\n\nNote: {report.note}"
@@ -444,15 +418,15 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
     ) -> Predictions:
         """Batch predictions, with class probabilities for classifiers that estimate them. Runs in a separate
         process; a model file whose sha256 does not match its metadata is refused."""
-        with _tool_errors():
-            return await _service(ctx).predict(model_id, rows=rows, data_source=data_source)
+        with tool_errors():
+            return await service_of(ctx).predict(model_id, rows=rows, data_source=data_source)
 
     @server.tool()
     async def delete_model(ctx: Context, model_id: ModelId) -> DeletedModel:
         """Delete a saved model's directory (model file, metadata, reports). It cannot be undone."""
-        with _tool_errors():
-            await _service(ctx).delete_model(model_id)
+        with tool_errors():
+            await service_of(ctx).delete_model(model_id)
         return DeletedModel(model_id=model_id, deleted=True)
 
-    register_finetune_tools(server, _service)
+    register_finetune_tools(server)
     return server

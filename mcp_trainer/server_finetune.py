@@ -2,41 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from mcp_trainer.errors import TrainerError
 from mcp_trainer.finetune_preflight import MAX_NEW_TOKENS
 from mcp_trainer.finetune_specs import FinetuneTaskType
+from mcp_trainer.server_common import SubmitResult, service_of, submitted, tool_errors
 from mcp_trainer.service import TrainingService
 from mcp_trainer.views import Generation
 
 __all__ = ["register_finetune_tools"]
 
 
-class FinetuneSubmitted(BaseModel):
-    task_id: str
-    status: str
-    queue_position: int | None = Field(description="1 = next to start")
-    message: str
-
-
-@contextlib.contextmanager
-def _tool_errors() -> Iterator[None]:
-    try:
-        yield
-    except TrainerError as exc:
-        raise ToolError(str(exc)) from None
-
-
-def register_finetune_tools(
-    server: MCPServer[TrainingService], service_of: Callable[[Context], TrainingService]
-) -> None:
+def register_finetune_tools(server: MCPServer[TrainingService]) -> None:
     @server.tool()
     async def submit_finetune_task(
         ctx: Context,
@@ -112,7 +92,7 @@ def register_finetune_tools(
         priority: Literal["high", "normal", "low"] = "normal",
         name: Annotated[str | None, Field(max_length=200)] = None,
         max_attempts: Annotated[int, Field(ge=1, le=10)] = 3,
-    ) -> FinetuneSubmitted:
+    ) -> SubmitResult:
         """Queue a fine-tune of a local Hugging Face model and return its task_id at once.
 
         Runs on the GPU when the machine has one (else the CPU); get_task_status shows epoch, step of
@@ -157,16 +137,11 @@ def register_finetune_tools(
             }.items()
             if v is not None
         }
-        with _tool_errors():
+        with tool_errors():
             view = await service_of(ctx).submit(
                 spec, name=name, user_id=user_id, priority=priority, max_attempts=max_attempts
             )
-        return FinetuneSubmitted(
-            task_id=view.task_id,
-            status=view.status.value,
-            queue_position=view.queue_position,
-            message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
-        )
+        return submitted(view)
 
     @server.tool()
     async def generate(
@@ -179,7 +154,7 @@ def register_finetune_tools(
         seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0,
     ) -> Generation:
         """A short completion of `prompt` by a causal LM fine-tune (runs in a separate process)."""
-        with _tool_errors():
+        with tool_errors():
             return await service_of(ctx).generate(
                 model_id,
                 prompt,

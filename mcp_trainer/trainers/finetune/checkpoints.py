@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import re
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from mcp_trainer.store import atomic_write
 
 __all__ = ["CheckpointStore", "rng_state", "set_rng_state", "trainable_state"]
 
@@ -62,22 +63,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 class CheckpointStore:

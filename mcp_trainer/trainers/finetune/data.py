@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from mcp_trainer.artifacts import sha256_of
 from mcp_trainer.datasources import parse_source
 from mcp_trainer.finetune_specs import FinetuneSpec
 from mcp_trainer.preflight import ENCODING, NA_VALUES
@@ -74,14 +75,6 @@ def read_texts(path_text: str, columns: list[str], *, drop_na_text: bool = True)
     if drop_na_text:
         keep &= ~text.isin(NA_VALUES)
     return frame[keep].reset_index(drop=True)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tokenize(
@@ -159,7 +152,7 @@ def load_text_data(spec: FinetuneSpec, tokenizer: Any, head_labels: list[str] | 
     evaluation = tokenize(tokenizer, spec, eval_frame, label_ids)[0] if eval_frame is not None else None
     if evaluation is not None and len(evaluation) == 0:
         evaluation = None
-    return TextData(train, evaluation, labels, _sha256(spec.data_source), truncated)
+    return TextData(train, evaluation, labels, sha256_of(Path(spec.data_source)), truncated)
 
 
 def collate(examples: Examples, indices: Sequence[int], pad_id: int, causal: bool) -> Collated:
