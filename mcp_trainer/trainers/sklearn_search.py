@@ -24,6 +24,7 @@ from mcp_trainer.models import TaskResult
 from mcp_trainer.spaces import FAMILIES, Choice, Kind, families_for, narrow
 from mcp_trainer.specs import TabularSpec
 from mcp_trainer.trainers.base import DataError, SearchTimeout, Trainer, WorkerContext
+from mcp_trainer.trainers.cv import prepare_folds
 from mcp_trainer.trainers.families import build_model
 from mcp_trainer.trainers.isolate import TrialTimeout, call_with_limit
 from mcp_trainer.trainers.parallel import available_cpus, run_parallel
@@ -84,9 +85,13 @@ def _suggest(trial: optuna.trial.BaseTrial, spec: TabularSpec) -> tuple[str, dic
     return family, _suggest_family(trial, family, spec.kind, {}, {}, prefix=f"{family}.")
 
 
+def _model(spec: TabularSpec, data: TabularData, family: str, params: dict[str, Any]) -> Any:
+    return build_model(family, spec.kind, params, spec.random_state, n_targets=len(data.targets))
+
+
 def _estimator(spec: TabularSpec, data: TabularData, family: str, params: dict[str, Any]) -> Pipeline:
-    model = build_model(family, spec.kind, params, spec.random_state, n_targets=len(data.targets))
-    return Pipeline([("preprocess", build_preprocessor(data, scale=spec.scale_features)), ("model", model)])
+    preprocess = build_preprocessor(data, scale=spec.scale_features)
+    return Pipeline([("preprocess", preprocess), ("model", _model(spec, data, family, params))])
 
 
 def _held_out_metrics(spec: TabularSpec, y: Any, pred: Any, scores: Any) -> dict[str, float]:
@@ -233,6 +238,8 @@ class SklearnTrainer(Trainer):
         if done:
             log.info("resuming the search: %d of %d trials already finished", done, spec.n_trials)
         durations: list[float] = []
+        # Preprocessed once for every trial (and every forked helper): see cv.py.
+        folds = prepare_folds(build_preprocessor(data, scale=spec.scale_features), X, y, cv, scoring)
         # One deadline for the whole search, shared by forked helpers (CLOCK_MONOTONIC is system-wide).
         deadline = None if spec.timeout_s is None else time.monotonic() + spec.timeout_s
 
@@ -242,6 +249,8 @@ class SklearnTrainer(Trainer):
             t0 = time.perf_counter()
 
             def cross_validate() -> Any:
+                if folds is not None:
+                    return folds.score(lambda: _model(spec, data, family, params))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     return cross_val_score(
