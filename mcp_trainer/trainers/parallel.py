@@ -45,9 +45,8 @@ def _helper(
 ) -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the worker
-    study = reopen(index)
-    with threadpool_limits(1):
-        _optimize(study, objective, n_trials, timeout_s, ())
+    # One BLAS/OpenMP thread, inherited from the worker (see run_parallel): no threadpool_limits here.
+    _optimize(reopen(index), objective, n_trials, timeout_s, ())
 
 
 def _optimize(
@@ -79,22 +78,25 @@ def run_parallel(
     # The worker's only other thread (its stop listener) holds no lock a helper could need.
     ctx = multiprocessing.get_context("fork")
     helpers: list[Any] = []
-    for index in range(1, workers):
-        process = ctx.Process(
-            target=_helper, args=(objective, reopen, index, n_trials, timeout_s), daemon=True
-        )
-        process.start()
-        helpers.append(process)
-    try:
-        # One BLAS/OpenMP thread per process: the processes already fill the CPUs.
-        with threadpool_limits(1):
+    # One BLAS/OpenMP thread per process: the processes already fill the CPUs. The limit is set once,
+    # before forking, and inherited: OpenBLAS rebuilds its thread pool after a fork, and a limit set (or
+    # a BLAS call made) afterwards starts threads that busy-wait ~50-100 ms each, which on a small
+    # machine slowed the first trials of every process 2-4x.
+    with threadpool_limits(1):
+        for index in range(1, workers):
+            process = ctx.Process(
+                target=_helper, args=(objective, reopen, index, n_trials, timeout_s), daemon=True
+            )
+            process.start()
+            helpers.append(process)
+        try:
             _optimize(study, objective, n_trials, timeout_s, callbacks)
-    except BaseException:  # a stop request or a failure: the helpers' trials are not wanted
-        for process in helpers:
-            process.kill()
-        raise
-    finally:
-        for process in helpers:
-            process.join()
-            if process.exitcode not in (0, -signal.SIGKILL):
-                log.warning("a search helper exited with code %s", process.exitcode)
+        except BaseException:  # a stop request or a failure: the helpers' trials are not wanted
+            for process in helpers:
+                process.kill()
+            raise
+        finally:
+            for process in helpers:
+                process.join()
+                if process.exitcode not in (0, -signal.SIGKILL):
+                    log.warning("a search helper exited with code %s", process.exitcode)

@@ -1,0 +1,50 @@
+"""Trials of one study in forked helper processes (trainers/parallel.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from mcp_trainer.trainers.parallel import run_parallel
+from mcp_trainer.trainers.study import attach_study, open_study
+
+
+@pytest.fixture(autouse=True)
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_helpers_run_trials_of_the_same_study_with_one_blas_thread_and_start_no_thread_pool(
+    tmp_path: Path,
+) -> None:
+    # OpenBLAS rebuilds its thread pool after a fork; a limit set, or a BLAS call made, in the child would
+    # start threads that busy-wait beside the trials. A forked helper has exactly one thread to begin with,
+    # so any extra thread seen after a matrix product in a trial was started by that product.
+    study = open_study(tmp_path, study_name="task_x", direction="minimize", seed=0)
+    parent = os.getpid()
+    matrix = np.random.default_rng(0).random((300, 300))
+
+    def objective(trial: optuna.Trial) -> float:
+        float((matrix @ matrix).sum())
+        trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr("threads", len(list(Path("/proc/self/task").iterdir())))
+        return trial.suggest_float("x", -1.0, 1.0) ** 2
+
+    run_parallel(
+        study,
+        objective,
+        n_trials=12,
+        workers=2,
+        timeout_s=None,
+        reopen=lambda i: attach_study(tmp_path, study_name="task_x", seed=i),
+    )
+
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    assert 12 <= len(trials) <= 13  # a helper may start one more before it sees the total
+    helper_trials = [t for t in trials if t.user_attrs["pid"] != parent]
+    assert helper_trials, "no trial ran in the helper"
+    assert {t.user_attrs["threads"] for t in helper_trials} == {1}
