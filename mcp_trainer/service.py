@@ -521,7 +521,8 @@ def _parse_spec(spec: Mapping[str, Any] | TabularSpec | FinetuneSpec) -> Tabular
     try:
         return model.model_validate(dict(spec))
     except ValidationError as exc:
-        raise InvalidInputError(f"Invalid parameters: {describe_validation_error(exc)}.") from None
+        detail = describe_validation_error(exc)
+        raise InvalidInputError(f"Invalid parameters: {detail.rstrip('.')}.") from None
 
 
 def _checked(spec: TabularSpec | FinetuneSpec) -> TabularSpec | FinetuneSpec:

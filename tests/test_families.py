@@ -192,9 +192,10 @@ async def test_bad_hyperparameters_are_refused_before_a_task_exists(
     queue_dir: Path, models_dir: Path, blobs_csv: Path, spec: dict[str, Any], expected: str
 ) -> None:
     async with TrainingService(queue_dir, models_dir, execute=False) as svc:
-        with pytest.raises(InvalidInputError, match=expected):
+        with pytest.raises(InvalidInputError, match=expected) as refused:
             await svc.submit({"data_source": str(blobs_csv), "target_column": "label", **spec})
         assert (await svc.list_tasks()).total == 0
+    assert not refused.value.message.endswith("..")  # one sentence, one full stop
 
 
 async def test_an_agent_can_read_the_search_spaces(queue_dir: Path, models_dir: Path) -> None:
