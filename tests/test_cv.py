@@ -8,9 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 
+from mcp_trainer import TaskStatus, TrainingService
+from mcp_trainer.artifacts import read_metadata
 from mcp_trainer.specs import TabularSpec
 from mcp_trainer.trainers.cv import prepare_folds
 from mcp_trainer.trainers.families import build_model
@@ -112,3 +114,31 @@ def test_folds_past_the_byte_budget_are_not_prepared(blobs_csv: Path) -> None:
     pre = build_preprocessor(data, scale=True)
     assert prepare_folds(pre, data.X, data.y, cv, "accuracy", max_bytes=1024) is None
     assert prepare_folds(pre, data.X, data.y, cv, "accuracy", max_bytes=1 << 20) is not None
+
+
+@pytest.mark.anyio
+async def test_a_searchs_best_cv_score_is_cross_val_score_of_its_best_model(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    spec = {
+        "task_type": "svm_classification",
+        "data_source": str(blobs_csv),
+        "target_column": "label",
+        "n_trials": 4,
+        "cv_folds": 4,
+        "scoring": "balanced_accuracy",
+        "n_parallel_trials": 1,
+    }
+    async with TrainingService(queue_dir, models_dir) as svc:
+        done = await svc.wait((await svc.submit(spec)).task_id, timeout_s=120)
+    assert done.status is TaskStatus.COMPLETED, done.error
+    assert done.model_id is not None and done.cv_score is not None
+    meta = read_metadata(models_dir, done.model_id)
+
+    data = _load(blobs_csv, "svm_classification", "label")
+    X_train, _, y_train, _ = train_test_split(data.X, data.y, test_size=0.2, random_state=42, stratify=data.y)
+    train = TabularData(**{**vars(data), "X": X_train, "y": y_train})
+    model = build_model("svm", "classification", meta["best_params"], seed=42)
+    cv = StratifiedKFold(4, shuffle=True, random_state=42)
+    want = _pipeline_scores(train, model, cv, "balanced_accuracy").mean()
+    assert done.cv_score == pytest.approx(want, abs=1e-6)

@@ -8,8 +8,10 @@ error_score=nan)` gives (the same splits, the same deterministic transforms, the
 checks it), without re-fitting the preprocessing and re-validating a DataFrame in every fold of every
 trial: on small data that was most of a trial's time.
 
-The arrays take `folds x rows x features` floats; past `MAX_PREPARED_BYTES` a search falls back to the
-plain pipeline per fold (`prepare_folds` returns None).
+The arrays take `folds x rows x features` floats; past `MAX_PREPARED_BYTES` (256 MiB) a search falls
+back to the pipeline per fold (`prepare_folds` returns None). Data that large makes each fit take far
+longer than its preprocessing, so the cache matters least there, and a task's memory stays bounded.
+Forked parallel-trial helpers share the arrays copy-on-write; nothing writes to them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = ["MAX_PREPARED_BYTES", "PreparedFolds", "prepare_folds"]
 
 log = logging.getLogger(__name__)
 
-MAX_PREPARED_BYTES = 1 << 30  # 1 GiB of transformed folds at most; a bigger search keeps the pipeline
+MAX_PREPARED_BYTES = 256 << 20  # transformed folds kept at most; past it, each trial preprocesses its own
 
 
 @dataclass(frozen=True)
