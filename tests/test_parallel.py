@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,36 @@ def test_helpers_run_trials_of_the_same_study_with_one_blas_thread_and_start_no_
     helper_trials = [t for t in trials if t.user_attrs["pid"] != parent]
     assert helper_trials, "no trial ran in the helper"
     assert {t.user_attrs["threads"] for t in helper_trials} == {1}
+
+
+_FORKSERVER_LIKE = """
+import multiprocessing, os, sys
+import numpy, scipy.linalg, sklearn.ensemble  # numpy's and scipy's OpenBLAS, scikit-learn's OpenMP
+from mcp_trainer.trainers.threads import limit_threads, one_blas_thread
+
+one_blas_thread()  # as the forkserver does before it forks any worker
+
+
+def worker(conn):
+    counts = [len(os.listdir("/proc/self/task"))]
+    with limit_threads(1):  # as a parallel search does in the worker
+        counts.append(len(os.listdir("/proc/self/task")))
+    counts.append(len(os.listdir("/proc/self/task")))
+    conn.send(counts)
+
+
+parent, child = multiprocessing.get_context("fork").Pipe()
+process = multiprocessing.get_context("fork").Process(target=worker, args=(child,))
+process.start()
+print(parent.recv())
+process.join()
+"""
+
+
+def test_limiting_and_restoring_threads_in_a_worker_starts_no_thread() -> None:
+    # threadpoolctl's threadpool_limits restores every library it sees, BLAS included, and setting
+    # OpenBLAS in a forked process restarted its pool: two busy-waiting threads after every parallel search.
+    out = subprocess.run(
+        [sys.executable, "-c", _FORKSERVER_LIKE], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[1, 1, 1]", out.stdout + out.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -316,6 +317,31 @@ async def test_a_parallel_search_shares_one_study_and_its_cancel_ends_every_help
         assert (await svc.cancel(slow)).status is TaskStatus.CANCELLED
         assert not process_group_alive(pid)
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in helpers)
+
+
+async def test_a_parallel_searchs_worker_and_helpers_start_no_blas_thread_pool(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    # A pool restarted after a fork busy-waits beside the trials (trainers/threads.py). The worker runs
+    # its main thread and its stop listener; a helper forked from it runs one thread.
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
+        task_id = (await svc.submit(slow_spec(slow_csv, n_parallel_trials=2))).task_id
+        worker_threads: set[int] = set()
+        helper_threads: set[int] = set()
+        with anyio.fail_after(60):
+            while (svc.status(task_id).trial or 0) < 2:
+                pid = svc.record(task_id).worker_pid
+                if pid is not None and svc.status(task_id).phase == "searching":
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        worker = psutil.Process(pid)
+                        worker_threads.add(worker.num_threads())
+                        helper_threads.update(
+                            h.num_threads() for h in worker.children() if h.status() != psutil.STATUS_ZOMBIE
+                        )
+                await anyio.sleep(0.01)
+        assert (await svc.cancel(task_id)).status is TaskStatus.CANCELLED
+    assert worker_threads == {2}
+    assert helper_threads == {1}
 
 
 async def test_a_cancelled_scope_around_the_service_hands_its_running_task_back(

@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
-from threadpoolctl import threadpool_limits
+
+from mcp_trainer.trainers.threads import limit_threads
 
 __all__ = ["available_cpus", "run_parallel"]
 
@@ -45,7 +46,7 @@ def _helper(
 ) -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the worker
-    # One BLAS/OpenMP thread, inherited from the worker (see run_parallel): no threadpool_limits here.
+    # One BLAS/OpenMP thread, inherited from the worker (see run_parallel): not set again here.
     _optimize(reopen(index), objective, n_trials, timeout_s, ())
 
 
@@ -78,11 +79,9 @@ def run_parallel(
     # The worker's only other thread (its stop listener) holds no lock a helper could need.
     ctx = multiprocessing.get_context("fork")
     helpers: list[Any] = []
-    # One BLAS/OpenMP thread per process: the processes already fill the CPUs. The limit is set once,
-    # before forking, and inherited: OpenBLAS rebuilds its thread pool after a fork, and a limit set (or
-    # a BLAS call made) afterwards starts threads that busy-wait ~50-100 ms each, which on a small
-    # machine slowed the first trials of every process 2-4x.
-    with threadpool_limits(1):
+    # One BLAS/OpenMP thread per process: the processes already fill the CPUs. Set before forking and
+    # inherited, never set again in a helper (see threads.py: OpenBLAS restarts its pool after a fork).
+    with limit_threads(1):
         for index in range(1, workers):
             process = ctx.Process(
                 target=_helper, args=(objective, reopen, index, n_trials, timeout_s), daemon=True
