@@ -11,7 +11,7 @@ import pandas as pd
 from mcp_trainer.artifacts import load_verified_model
 from mcp_trainer.datasources import parse_source
 from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.trainers.tabular import read_frame
+from mcp_trainer.trainers.tabular import as_category_strings, read_frame
 
 __all__ = ["MAX_PREDICT_ROWS", "predict"]
 
@@ -41,7 +41,7 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
     frame = frame[features].copy()
     for name, kind in meta["features"]["types"].items():
         if kind != "numeric":
-            frame[name] = frame[name].astype("string").astype(object).where(frame[name].notna(), np.nan)
+            frame[name] = as_category_strings(frame[name])
             continue
         converted = pd.to_numeric(frame[name], errors="coerce")
         bad = frame[name][converted.isna() & frame[name].notna()]

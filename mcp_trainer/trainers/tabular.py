@@ -20,7 +20,7 @@ from mcp_trainer.preflight import ENCODING, NA_VALUES, min_rows_for
 from mcp_trainer.specs import SVMSpec
 from mcp_trainer.trainers.base import DataError
 
-__all__ = ["TabularData", "build_preprocessor", "load_tabular"]
+__all__ = ["TabularData", "as_category_strings", "build_preprocessor", "load_tabular", "read_frame"]
 
 
 @dataclass
@@ -102,7 +102,7 @@ def load_tabular(spec: SVMSpec) -> TabularData:
             X[col] = converted.astype("float64")
             numeric.append(col)
         else:
-            X[col] = X[col].astype("string").astype(object).where(X[col].notna(), np.nan)
+            X[col] = as_category_strings(X[col])
             categorical.append(col)
     # Column-by-column assignment leaves the frame in many blocks; every fit would pay to consolidate it.
     X = X.copy()
@@ -138,6 +138,12 @@ def load_tabular(spec: SVMSpec) -> TabularData:
         rows_dropped=dropped,
         sha256=sha256_of(source.path) if source.path else f"sklearn-{sklearn.__version__}",
     )
+
+
+def as_category_strings(values: pd.Series) -> pd.Series:
+    """A categorical column as the encoder sees it, in training and prediction alike: Python strings,
+    missing values NaN."""
+    return values.astype("string").astype(object).where(values.notna(), np.nan)
 
 
 def build_preprocessor(data: TabularData, *, scale: bool) -> Any:
