@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,55 @@ def test_helpers_run_trials_of_the_same_study_with_one_blas_thread_and_start_no_
     )
 
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    assert 12 <= len(trials) <= 13  # a helper may start one more before it sees the total
+    assert len(trials) == 12
     helper_trials = [t for t in trials if t.user_attrs["pid"] != parent]
     assert helper_trials, "no trial ran in the helper"
     assert {t.user_attrs["threads"] for t in helper_trials} == {1}
+
+
+def test_a_parallel_search_ends_with_exactly_n_trials_counting_those_already_in_the_study(
+    tmp_path: Path,
+) -> None:
+    # The main process dwells in its callback after each trial (as progress reporting does) while the
+    # helpers run quick trials: stopping on the study's count let it start one more trial after the helpers
+    # had reached the total.
+    def quick(trial: optuna.Trial) -> float:
+        return trial.suggest_float("x", -1.0, 1.0) ** 2
+
+    study = open_study(tmp_path, study_name="task_x", direction="minimize", seed=0)
+    study.optimize(quick, n_trials=5)  # a resumed search's finished trials
+    run_parallel(
+        study,
+        quick,
+        n_trials=20,
+        workers=3,
+        timeout_s=None,
+        reopen=lambda i: attach_study(tmp_path, study_name="task_x", seed=i),
+        callbacks=[lambda study, trial: time.sleep(0.3)],
+    )
+    assert len(study.get_trials(deepcopy=False)) == 20
+
+
+def test_no_trial_starts_after_the_deadline(tmp_path: Path) -> None:
+    study = open_study(tmp_path, study_name="task_x", direction="minimize", seed=0)
+
+    def slow(trial: optuna.Trial) -> float:
+        time.sleep(0.2)
+        return trial.suggest_float("x", -1.0, 1.0) ** 2
+
+    started = time.monotonic()
+    run_parallel(
+        study,
+        slow,
+        n_trials=1000,
+        workers=2,
+        timeout_s=0.5,
+        reopen=lambda i: attach_study(tmp_path, study_name="task_x", seed=i),
+    )
+    trials = study.get_trials(deepcopy=False)
+    assert 2 <= len(trials) <= 8  # 2 processes x 0.5 s / 0.2 s a trial, plus the ones in flight
+    assert all(t.state is optuna.trial.TrialState.COMPLETE for t in trials)
+    assert time.monotonic() - started < 5
 
 
 _FORKSERVER_LIKE = """

@@ -305,7 +305,7 @@ async def test_a_parallel_search_shares_one_study_and_its_cancel_ends_every_help
         assert done.status is TaskStatus.COMPLETED, done.error
         record = svc.record(quick)
         assert record.result is not None and record.result.n_trials_completed is not None
-        assert 8 <= record.result.n_trials_completed <= 9  # one study; a helper may start one extra trial
+        assert record.result.n_trials_completed == 8  # one study, shared by both processes
         assert any("running the search in 2 processes" in line for line in await svc.logs(quick))
 
         slow = (await svc.submit(slow_spec(slow_csv, n_parallel_trials=2))).task_id
