@@ -33,6 +33,7 @@ def test_helpers_run_trials_of_the_same_study_with_one_blas_thread_and_start_no_
 
     def objective(trial: optuna.Trial) -> float:
         float((matrix @ matrix).sum())
+        time.sleep(0.03)  # long enough that the helper, which starts later, gets trials too
         trial.set_user_attr("pid", os.getpid())
         trial.set_user_attr("threads", len(list(Path("/proc/self/task").iterdir())))
         return trial.suggest_float("x", -1.0, 1.0) ** 2
