@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,38 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def _study(work_dir: Path) -> optuna.Study:
+    return open_study(work_dir, study_name="task_x", direction="minimize", seed=0)
+
+
+def _run(
+    work_dir: Path,
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    *,
+    n_trials: int,
+    workers: int,
+    timeout_s: float | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
+) -> None:
+    run_parallel(
+        study,
+        objective,
+        n_trials=n_trials,
+        workers=workers,
+        timeout_s=timeout_s,
+        reopen=lambda i: attach_study(work_dir, study_name="task_x", seed=i),
+        callbacks=callbacks,
+    )
+
+
 def test_helpers_run_trials_of_the_same_study_with_one_blas_thread_and_start_no_thread_pool(
     tmp_path: Path,
 ) -> None:
     # OpenBLAS rebuilds its thread pool after a fork; a limit set, or a BLAS call made, in the child would
     # start threads that busy-wait beside the trials. A forked helper has exactly one thread to begin with,
     # so any extra thread seen after a matrix product in a trial was started by that product.
-    study = open_study(tmp_path, study_name="task_x", direction="minimize", seed=0)
+    study = _study(tmp_path)
     parent = os.getpid()
     matrix = np.random.default_rng(0).random((300, 300))
 
@@ -38,14 +64,7 @@ def test_helpers_run_trials_of_the_same_study_with_one_blas_thread_and_start_no_
         trial.set_user_attr("threads", len(list(Path("/proc/self/task").iterdir())))
         return trial.suggest_float("x", -1.0, 1.0) ** 2
 
-    run_parallel(
-        study,
-        objective,
-        n_trials=12,
-        workers=2,
-        timeout_s=None,
-        reopen=lambda i: attach_study(tmp_path, study_name="task_x", seed=i),
-    )
+    _run(tmp_path, study, objective, n_trials=12, workers=2)
 
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     assert len(trials) == 12
@@ -63,36 +82,21 @@ def test_a_parallel_search_ends_with_exactly_n_trials_counting_those_already_in_
     def quick(trial: optuna.Trial) -> float:
         return trial.suggest_float("x", -1.0, 1.0) ** 2
 
-    study = open_study(tmp_path, study_name="task_x", direction="minimize", seed=0)
+    study = _study(tmp_path)
     study.optimize(quick, n_trials=5)  # a resumed search's finished trials
-    run_parallel(
-        study,
-        quick,
-        n_trials=20,
-        workers=3,
-        timeout_s=None,
-        reopen=lambda i: attach_study(tmp_path, study_name="task_x", seed=i),
-        callbacks=[lambda study, trial: time.sleep(0.3)],
-    )
+    _run(tmp_path, study, quick, n_trials=20, workers=3, callbacks=[lambda study, trial: time.sleep(0.3)])
     assert len(study.get_trials(deepcopy=False)) == 20
 
 
 def test_no_trial_starts_after_the_deadline(tmp_path: Path) -> None:
-    study = open_study(tmp_path, study_name="task_x", direction="minimize", seed=0)
+    study = _study(tmp_path)
 
     def slow(trial: optuna.Trial) -> float:
         time.sleep(0.2)
         return trial.suggest_float("x", -1.0, 1.0) ** 2
 
     started = time.monotonic()
-    run_parallel(
-        study,
-        slow,
-        n_trials=1000,
-        workers=2,
-        timeout_s=0.5,
-        reopen=lambda i: attach_study(tmp_path, study_name="task_x", seed=i),
-    )
+    _run(tmp_path, study, slow, n_trials=1000, workers=2, timeout_s=0.5)
     trials = study.get_trials(deepcopy=False)
     assert 2 <= len(trials) <= 8  # 2 processes x 0.5 s / 0.2 s a trial, plus the ones in flight
     assert all(t.state is optuna.trial.TrialState.COMPLETE for t in trials)
