@@ -25,6 +25,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,11 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from threadpoolctl import threadpool_limits
 
 from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.trainers.cv import PreparedFolds, prepare_folds
 from mcp_trainer.trainers.parallel import available_cpus
+from mcp_trainer.trainers.threads import limit_threads
 
 N_TRIALS, ROUNDS = 30, 3
 
@@ -58,7 +59,7 @@ def _trial_params(trials: pd.DataFrame) -> list[tuple[dict[str, Any], float]]:
 
 def _fit_all(folds: PreparedFolds, params: list[dict[str, Any]]) -> None:
     for p in params:
-        folds.score(lambda p=p: SVC(**p, random_state=0))
+        folds.score(partial(SVC, **p, random_state=0))
 
 
 def ceiling(csv: Path, trials: pd.DataFrame, processes: int) -> tuple[float, float]:
@@ -77,7 +78,7 @@ def ceiling(csv: Path, trials: pd.DataFrame, processes: int) -> tuple[float, flo
         i = load.index(min(load))
         shares[i].append(params)
         load[i] += seconds
-    with threadpool_limits(1):  # as run_parallel does: set before forking, inherited
+    with limit_threads(1):  # as run_parallel does: set before forking, inherited
         t0 = time.perf_counter()
         _fit_all(folds, [p for p, _ in work])
         one = time.perf_counter() - t0
@@ -93,7 +94,9 @@ def ceiling(csv: Path, trials: pd.DataFrame, processes: int) -> tuple[float, flo
     return one, many
 
 
-async def timed(svc: TrainingService, csv: Path, workers: int) -> tuple[float, int, float, float]:
+async def timed(
+    svc: TrainingService, csv: Path, workers: int
+) -> tuple[float, int, float, float, pd.DataFrame]:
     spec = {
         "task_type": "svm_classification",
         "data_source": str(csv),
@@ -113,11 +116,7 @@ async def timed(svc: TrainingService, csv: Path, workers: int) -> tuple[float, i
     search_s = float(json.loads((model_dir / "metadata.json").read_text())["timings_s"]["search"])
     trials = pd.read_csv(model_dir / "reports" / "trials.csv")
     work_s = float(pd.to_timedelta(trials["duration"]).dt.total_seconds().sum())
-    last_trials[workers] = trials
-    return elapsed, record.result.n_trials_completed, search_s, work_s
-
-
-last_trials: dict[int, pd.DataFrame] = {}
+    return elapsed, record.result.n_trials_completed, search_s, work_s, trials
 
 
 DATASETS = {"breast_cancer": load_breast_cancer, "digits": load_digits}
@@ -139,16 +138,16 @@ async def main(data: str) -> None:
         async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
             await warm_up(svc)
             for i in range(ROUNDS):
-                seconds, _, search_s, work_s = await timed(svc, csv, 1)
+                seconds, _, search_s, work_s, serial_trials = await timed(svc, csv, 1)
                 serial.append(seconds)
                 search[1].append(search_s)
                 work[1].append(work_s)
-                seconds, n, search_s, work_s = await timed(svc, csv, cpus)
+                seconds, n, search_s, work_s, _ = await timed(svc, csv, cpus)
                 parallel.append(seconds)
                 search[cpus].append(search_s)
                 work[cpus].append(work_s)
                 trials.append(n)
-                one, many = ceiling(csv, last_trials[1], cpus)
+                one, many = ceiling(csv, serial_trials, cpus)
                 ceilings.append(one / many)
                 print(
                     f"round {i + 1}: 1 process {serial[-1]:.3f} s (search {search[1][-1]:.3f} s, trials "
