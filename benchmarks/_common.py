@@ -39,10 +39,9 @@ async def warm_up(svc: TrainingService) -> None:
     t0 = time.perf_counter()
     while not svc.is_owner:
         await anyio.sleep(0.01)
-    assert svc.scheduler is not None
-    await anyio.to_thread.run_sync(svc.scheduler.executor.warm_up)
+    await svc.warm_up()
     print(
-        "warm-up: waited for svc.is_owner, then ran svc.scheduler.executor.warm_up() in a thread "
+        "warm-up: waited for svc.is_owner, then ran svc.warm_up() "
         f"(forkserver started, one no-op process forked): {time.perf_counter() - t0:.2f} s, "
         "not timed below",
         flush=True,

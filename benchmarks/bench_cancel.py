@@ -28,7 +28,8 @@ import psutil
 from _common import emit, summary_ms
 
 from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.store import TaskStore
+from mcp_trainer.engine.layout import QueueLayout
+from mcp_trainer.engine.store import TaskStore
 
 SAMPLES = 40
 GOAL_RUNNING_P99_MS = 1000.0
@@ -78,17 +79,18 @@ async def main() -> None:
         async with TrainingService(
             root / "queue", root / "models", max_concurrent=1, poll_interval_s=0.05
         ) as svc:
-            reader = TaskStore(root / "queue")  # a second view of the files, independent of the service's
+            # A second view of the files, independent of the service's.
+            reader = TaskStore(QueueLayout.at(root / "queue"))
             for i in range(SAMPLES):
                 task_id = (await svc.submit(spec)).task_id
                 waiting_id = (await svc.submit(spec)).task_id
                 with anyio.fail_after(60):
                     while True:
-                        record = svc.record(task_id)
+                        record = await svc.record(task_id)
                         if (
                             record.status is TaskStatus.RUNNING
                             and record.worker_pid is not None
-                            and svc.status(task_id).phase == "searching"
+                            and (await svc.status(task_id)).phase == "searching"
                         ):
                             break
                         await anyio.sleep(0.01)
@@ -97,7 +99,7 @@ async def main() -> None:
                 group_sizes.append(len(group_members(pid)))
 
                 # A queued task: cancelled while the long task holds the only slot.
-                assert svc.record(waiting_id).status is TaskStatus.QUEUED
+                assert (await svc.record(waiting_id)).status is TaskStatus.QUEUED
                 t0 = time.perf_counter()
                 await svc.cancel(waiting_id)
                 while stored_status(reader, waiting_id) is not TaskStatus.CANCELLED:

@@ -31,7 +31,7 @@ from mcp.client.session import ClientSession
 from sklearn.datasets import load_iris
 
 from mcp_trainer.ids import new_task_id
-from mcp_trainer.models import (
+from mcp_trainer.records import (
     ErrorKind,
     Priority,
     Progress,
@@ -42,7 +42,7 @@ from mcp_trainer.models import (
     Transition,
 )
 from mcp_trainer.server import ServerConfig, build_server
-from mcp_trainer.specs import SVMSpec
+from mcp_trainer.specs.tabular import TabularSpec
 
 N_FILES, CALLS, STARTUP_ROUNDS = 10_000, 300, 3
 GOALS = {"startup_s": 2.0, "status_p99_ms": 10.0, "submit_p99_ms": 25.0}
@@ -55,7 +55,7 @@ def write_tasks(queue: Path, csv_path: Path) -> list[str]:
     base = time.time() - 30 * 86400
     ids: list[str] = []
     seen: set[str] = set()
-    spec = SVMSpec(task_type="svm_classification", data_source=str(csv_path), target_column="species")
+    spec = TabularSpec(task_type="svm_classification", data_source=str(csv_path), target_column="species")
     for i in range(N_FILES):
         now = base + i * 60 + rng.random()  # one task a minute: distinct seconds, distinct ids
         task_id = new_task_id(now)

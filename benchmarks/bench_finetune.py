@@ -72,7 +72,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 from transformers.utils import logging as hf_logging
 
 from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.artifacts import read_metadata
+from mcp_trainer.artifacts.model_dir import read_metadata
 
 SEED, LEARNING_RATE, MAX_GRAD_NORM = 42, 5e-5, 1.0
 GOAL = 0.95
@@ -281,7 +281,7 @@ async def queue_finetune(svc: TrainingService, csv: Path, args: argparse.Namespa
     loop_start: float | None = None  # worker's time.time() of the report sent just before the loop
     loop_end: float | None = None  # ... of the "saving" phase, sent just after it
     while True:
-        record = svc.record(task.task_id)
+        record = await svc.record(task.task_id)
         if record.status.is_terminal():
             break
         p = record.progress
@@ -294,7 +294,7 @@ async def queue_finetune(svc: TrainingService, csv: Path, args: argparse.Namespa
         await anyio.sleep(0.02 if p.training is None else 0.25)
     elapsed = time.perf_counter() - t0
     server_cpu = sum(server.cpu_times()[:2]) - server_cpu
-    view = svc.status(task.task_id)
+    view = await svc.status(task.task_id)
     assert view.status is TaskStatus.COMPLETED, view
     assert view.model_id is not None
     meta = read_metadata(svc.models_dir, view.model_id)

@@ -2,7 +2,7 @@
 
 What it measures: the wall time of the same search (scikit-learn's breast_cancer written to a CSV,
 test_size=0.2 stratified split, 5-fold StratifiedKFold(shuffle, random_state) accuracy, TPESampler(seed),
-the SVM space of mcp_trainer/spaces.py suggested in the trainer's order, StandardScaler + SVC pipeline,
+the SVM space of mcp_trainer/specs/spaces.py suggested in the trainer's order, StandardScaler + SVC pipeline,
 then a final fit of the best parameters scored on the held-out split)
 (a) as the plain Optuna script a user would write, in this process, and
 (b) through the queue: TrainingService.submit of an svm_classification task, timed from submit() to the
@@ -40,8 +40,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.artifacts import read_metadata
-from mcp_trainer.trainers.cv import prepare_folds
+from mcp_trainer.artifacts.model_dir import read_metadata
+from mcp_trainer.trainers.tabular.cv import prepare_folds
 
 N_TRIALS, FOLDS, SEED, TEST_SIZE, ROUNDS = 30, 5, 42, 0.2, 3
 GOAL = 1.10
@@ -108,11 +108,11 @@ async def queue_search(svc: TrainingService, csv: Path) -> dict[str, Any]:
     }
     t0 = time.perf_counter()
     task = await svc.submit(spec)
-    while not (view := svc.status(task.task_id)).status.is_terminal():
+    while not (view := await svc.status(task.task_id)).status.is_terminal():
         await anyio.sleep(0.005)
     elapsed = time.perf_counter() - t0
     assert view.status is TaskStatus.COMPLETED, view
-    record = svc.record(task.task_id)
+    record = await svc.record(task.task_id)
     assert record.result is not None and view.model_id is not None
     meta = read_metadata(svc.models_dir, view.model_id)
     return {

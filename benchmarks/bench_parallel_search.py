@@ -38,8 +38,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.trainers.cv import PreparedFolds, prepare_folds
-from mcp_trainer.trainers.parallel import available_cpus
+from mcp_trainer.trainers.tabular.cv import PreparedFolds, prepare_folds
+from mcp_trainer.trainers.tabular.parallel import available_cpus
 from mcp_trainer.trainers.threads import limit_threads
 
 N_TRIALS, ROUNDS = 30, 3
@@ -106,11 +106,11 @@ async def timed(
     }
     t0 = time.perf_counter()
     task = await svc.submit(spec)
-    while not (view := svc.status(task.task_id)).status.is_terminal():
+    while not (view := await svc.status(task.task_id)).status.is_terminal():
         await anyio.sleep(0.02)
     elapsed = time.perf_counter() - t0
     assert view.status is TaskStatus.COMPLETED, view
-    record = svc.record(task.task_id)
+    record = await svc.record(task.task_id)
     assert record.result is not None and record.result.n_trials_completed is not None
     model_dir = Path(record.result.model_dir)
     search_s = float(json.loads((model_dir / "metadata.json").read_text())["timings_s"]["search"])

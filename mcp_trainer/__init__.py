@@ -1,15 +1,17 @@
 """mcp-trainer: a persistent, crash-safe training queue with an MCP face.
 
-The public Python API is exactly `__all__`; it never imports `mcp`.
+The public Python API is exactly `__all__`; it never imports `mcp`. ARCHITECTURE.md maps the packages.
 """
 
-__version__ = "0.1.0"
-
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError, TrainerError
-from mcp_trainer.models import ErrorKind, Priority, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
-from mcp_trainer.service import TrainingService
-from mcp_trainer.specs import FinetuneSpec, SVMSpec, TabularSpec, TaskSpec
-from mcp_trainer.views import QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.records import ErrorKind, Priority, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
+from mcp_trainer.service.training import TrainingService
+from mcp_trainer.specs import TaskSpec
+from mcp_trainer.specs.finetune import FinetuneSpec
+from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.tabular import TabularSpec
+from mcp_trainer.version import __version__
+from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
 
 __all__ = [
     "ErrorKind",
@@ -19,7 +21,7 @@ __all__ = [
     "Priority",
     "Progress",
     "QueueStatus",
-    "SVMSpec",
+    "SubmitOptions",
     "TabularSpec",
     "TaskError",
     "TaskNotFoundError",
@@ -33,3 +35,14 @@ __all__ = [
     "TrainingService",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SVMSpec":  # the name the tabular spec had when SVMs were its only models
+        import warnings
+
+        warnings.warn(
+            "mcp_trainer.SVMSpec is deprecated; use mcp_trainer.TabularSpec", DeprecationWarning, stacklevel=2
+        )
+        return TabularSpec
+    raise AttributeError(f"module 'mcp_trainer' has no attribute {name!r}")

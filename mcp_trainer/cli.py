@@ -9,8 +9,8 @@ from pathlib import Path
 
 from mcp.server.transport_security import TransportSecuritySettings
 
-from mcp_trainer import __version__
-from mcp_trainer.service import DEFAULT_CONCURRENCY
+from mcp_trainer.service.core import DEFAULT_CONCURRENCY
+from mcp_trainer.version import __version__
 
 __all__ = ["main", "parse_args"]
 

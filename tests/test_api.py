@@ -13,7 +13,7 @@ import pytest
 
 import mcp_trainer
 from mcp_trainer import InvalidInputError, InvalidStateError, TaskNotFoundError, TaskStatus, TrainingService
-from mcp_trainer.artifacts import sha256_of
+from mcp_trainer.files import sha256_of
 
 pytestmark = pytest.mark.anyio
 
@@ -91,7 +91,7 @@ async def test_priorities_order_the_queue_and_positions_are_reported(
         low = await svc.submit(spec, priority="low")
         normal = await svc.submit(spec)
         high = await svc.submit(spec, priority="high")
-        assert [svc.status(t.task_id).queue_position for t in (high, normal, low)] == [1, 2, 3]
+        assert [(await svc.status(t.task_id)).queue_position for t in (high, normal, low)] == [1, 2, 3]
         status = await svc.queue_status()
         assert status.next_up == [high.task_id, normal.task_id, low.task_id]
         assert status.queued == 3 and status.running == 0
@@ -105,13 +105,13 @@ async def test_api_errors_are_typed_and_change_nothing(
             await svc.submit(
                 {"task_type": "xgboost", "data_source": str(blobs_csv), "target_column": "label"}
             )
-        with pytest.raises(InvalidInputError, match="one of high, normal, low"):
+        with pytest.raises(InvalidInputError, match="priority must be one of 'high', 'normal', 'low'"):
             await svc.submit(
                 {"task_type": "svm_classification", "data_source": str(blobs_csv), "target_column": "label"},
                 priority="urgent",
             )
         with pytest.raises(TaskNotFoundError):
-            svc.status("task_20200101T000000_00000000")
+            await svc.status("task_20200101T000000_00000000")
         with pytest.raises(InvalidInputError, match="limit"):
             await svc.list_tasks(limit=0)
         assert (await svc.list_tasks()).total == 0
@@ -121,7 +121,7 @@ async def test_api_errors_are_typed_and_change_nothing(
         await svc.cancel(task.task_id)
         with pytest.raises(InvalidStateError, match="already cancelled"):
             await svc.cancel(task.task_id)
-        assert svc.record(task.task_id).status is TaskStatus.CANCELLED
+        assert (await svc.record(task.task_id)).status is TaskStatus.CANCELLED
 
 
 async def test_a_failing_task_reports_a_classified_actionable_error(

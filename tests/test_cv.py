@@ -12,11 +12,11 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, tra
 from sklearn.pipeline import Pipeline
 
 from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.artifacts import read_metadata
-from mcp_trainer.specs import TabularSpec
-from mcp_trainer.trainers.cv import prepare_folds
-from mcp_trainer.trainers.families import build_model
-from mcp_trainer.trainers.tabular import TabularData, build_preprocessor, load_tabular
+from mcp_trainer.artifacts.model_dir import read_metadata
+from mcp_trainer.specs.tabular import TabularSpec
+from mcp_trainer.trainers.tabular.cv import prepare_folds
+from mcp_trainer.trainers.tabular.data import TabularData, build_preprocessor, load_tabular
+from mcp_trainer.trainers.tabular.families import build_model
 
 
 def _load(path: Path, task_type: str, target: str | list[str], **extra: Any) -> TabularData:
@@ -102,7 +102,7 @@ def test_a_fold_that_fails_scores_nan_and_is_logged(
     folds = prepare_folds(build_preprocessor(data, scale=True), data.X, data.y, cv, "accuracy")
     assert folds is not None
     # 80 training rows per fold: 500 neighbours cannot be found, so every fold fails.
-    with caplog.at_level(logging.WARNING, logger="mcp_trainer.trainers.cv"):
+    with caplog.at_level(logging.WARNING, logger="mcp_trainer.trainers.tabular.cv"):
         scores = folds.score(lambda: build_model("knn", "classification", {"n_neighbors": 500}, seed=0))
     assert np.isnan(scores).all() and len(scores) == 3
     assert "fold 1 of 3 failed: ValueError" in caplog.text

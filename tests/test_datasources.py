@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 
 from mcp_trainer import InvalidInputError, TaskStatus, TrainingService
-from mcp_trainer.datasources import BUNDLED, parse_source
-from mcp_trainer.preflight import check_dataset
-from mcp_trainer.specs import SVMSpec
+from mcp_trainer.preflight.tabular import check_dataset
+from mcp_trainer.specs.sources import BUNDLED, parse_source
+from mcp_trainer.specs.tabular import TabularSpec
 
 
-def spec(source: str | Path, target: str | list[str] = "label", **extra: Any) -> SVMSpec:
+def spec(source: str | Path, target: str | list[str] = "label", **extra: Any) -> TabularSpec:
     extra.setdefault("task_type", "svm_classification")
     extra.setdefault("cv_folds", 3)
-    return SVMSpec(data_source=str(source), target_column=target, **extra)
+    return TabularSpec(data_source=str(source), target_column=target, **extra)
 
 
 @pytest.fixture
@@ -85,12 +85,12 @@ def test_bundled_datasets_are_checked_without_loading_them() -> None:
 
 
 def test_a_bundled_dataset_predicts_its_own_target_when_target_column_is_left_out() -> None:
-    iris = SVMSpec.model_validate({"task_type": "svm_classification", "data_source": "sklearn:iris"})
+    iris = TabularSpec.model_validate({"task_type": "svm_classification", "data_source": "sklearn:iris"})
     assert iris.targets == ["target"]
-    linnerud = SVMSpec.model_validate({"task_type": "svm_regression", "data_source": "sklearn:linnerud"})
+    linnerud = TabularSpec.model_validate({"task_type": "svm_regression", "data_source": "sklearn:linnerud"})
     assert linnerud.targets == ["Weight", "Waist", "Pulse"]
     with pytest.raises(ValueError, match="target_column is required for a data file"):
-        SVMSpec.model_validate({"task_type": "svm_classification", "data_source": "/data/reviews.csv"})
+        TabularSpec.model_validate({"task_type": "svm_classification", "data_source": "/data/reviews.csv"})
 
 
 @pytest.mark.anyio
@@ -125,7 +125,7 @@ async def test_tasks_train_from_every_kind_of_source(tmp_path: Path, frame: pd.D
             ).task_id
         )
         await svc.drain(timeout_s=120)
-        views = [svc.status(t) for t in ids]
+        views = [await svc.status(t) for t in ids]
     assert [v.status for v in views] == [TaskStatus.COMPLETED] * 5, [v.error for v in views]
     iris = json.loads((tmp_path / "models" / str(views[3].model_id) / "metadata.json").read_text())
     assert iris["classes"] == ["setosa", "versicolor", "virginica"]

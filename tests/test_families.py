@@ -14,7 +14,7 @@ from mcp import Client
 
 from mcp_trainer import InvalidInputError, TaskStatus, TrainingService
 from mcp_trainer.server import ServerConfig, build_server
-from mcp_trainer.spaces import FAMILIES, TASK_FAMILIES
+from mcp_trainer.specs.spaces import FAMILIES, TASK_FAMILIES
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,7 @@ async def test_every_family_trains_and_its_model_predicts(
             for t in REGRESSORS
         }
         await svc.drain(timeout_s=300)
-        views = {t: svc.status(task_id) for t, task_id in tasks.items()}
+        views = {t: await svc.status(task_id) for t, task_id in tasks.items()}
     for task_type, view in views.items():
         assert view.status is TaskStatus.COMPLETED, (task_type, view.error)
         assert view.model_id is not None
@@ -240,7 +240,7 @@ async def test_a_trial_past_its_time_limit_is_ended_and_counts_as_failed(
             | common
         )
         await svc.drain(timeout_s=120)
-        fast_view, slow_view = svc.status(fast.task_id), svc.status(slow.task_id)
+        fast_view, slow_view = await svc.status(fast.task_id), await svc.status(slow.task_id)
         slow_logs = await svc.logs(slow.task_id, tail=200)
     assert fast_view.status is TaskStatus.COMPLETED and fast_view.trial == 3
     assert slow_view.status is TaskStatus.FAILED

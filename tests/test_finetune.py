@@ -17,9 +17,10 @@ from safetensors.torch import load_file
 from tiny_models import expected_device, lm_csv, make_bert, make_gpt2, sentiment_csv
 from torch import nn
 
-from mcp_trainer.finetune_preflight import check_finetune
-from mcp_trainer.finetune_specs import FinetuneSpec
-from mcp_trainer.models import ErrorKind, TaskRecord, TaskResult
+from mcp_trainer.engine.failures import classify_exception
+from mcp_trainer.preflight.finetune import check_finetune
+from mcp_trainer.records import ErrorKind, TaskRecord, TaskResult
+from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.trainers.base import StopRequested, WorkerContext
 from mcp_trainer.trainers.finetune.checkpoints import CheckpointStore
 from mcp_trainer.trainers.finetune.data import Collated, Examples, collate, tokenize
@@ -35,7 +36,6 @@ from mcp_trainer.trainers.finetune.loop import (
     run_loop,
 )
 from mcp_trainer.trainers.finetune.trainer import FinetuneTrainer
-from mcp_trainer.worker import classify_exception
 
 TASK_ID = "task_20261122T120000_0000abcd"
 

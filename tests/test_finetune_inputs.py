@@ -13,8 +13,8 @@ from mcp_calls import call, call_error
 from tiny_models import lm_csv, make_bert, make_gpt2, sentiment_csv
 
 from mcp_trainer import InvalidInputError, TrainingService
-from mcp_trainer.finetune_specs import FinetuneSpec
 from mcp_trainer.server import ServerConfig, build_server
+from mcp_trainer.specs.finetune import FinetuneSpec
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +43,7 @@ async def refused(queue_dir: Path, models_dir: Path, task: dict[str, Any]) -> st
     async with TrainingService(queue_dir, models_dir, execute=False) as svc:
         with pytest.raises(InvalidInputError) as info:
             await svc.submit(task)
-        assert svc.store is not None and svc.store.all() == []  # nothing was queued
+        assert (await svc.list_tasks()).total == 0  # nothing was queued
     return str(info.value)
 
 

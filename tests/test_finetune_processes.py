@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import signal
@@ -18,7 +19,7 @@ from mcp_calls import call, call_error
 from tiny_models import expected_device, lm_csv, make_bert, make_gpt2, sentiment_csv
 
 from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.executor import process_group_alive
+from mcp_trainer.engine.processes import process_group_alive
 from mcp_trainer.server import ServerConfig, build_server
 
 pytestmark = pytest.mark.anyio
@@ -35,9 +36,14 @@ def hf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+async def _holds(predicate: Any) -> bool:
+    outcome = predicate()
+    return bool(await outcome) if inspect.isawaitable(outcome) else bool(outcome)
+
+
 async def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> None:
     with anyio.fail_after(timeout):
-        while not predicate():
+        while not await _holds(predicate):
             await anyio.sleep(interval)
 
 
@@ -134,17 +140,23 @@ async def test_a_fine_tune_whose_worker_is_killed_resumes_from_its_last_checkpoi
     async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.05) as svc:
         task_id = (await svc.submit(task)).task_id
 
-        def step() -> int:
-            training = svc.record(task_id).progress.training
+        async def step() -> int:
+            training = (await svc.record(task_id)).progress.training
             return 0 if training is None else training.step
 
-        await wait_until(lambda: step() >= 12)  # checkpoints at steps 5 and 10
-        pid = svc.record(task_id).worker_pid
+        async def past_two_checkpoints() -> bool:
+            return await step() >= 12  # checkpoints at steps 5 and 10
+
+        await wait_until(past_two_checkpoints)
+        pid = (await svc.record(task_id)).worker_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        killed_after = step()
+        killed_after = await step()
 
-        await wait_until(lambda: svc.record(task_id).attempts == 2)
+        async def second_attempt() -> bool:
+            return bool((await svc.record(task_id)).attempts == 2)
+
+        await wait_until(second_attempt)
         done = await svc.wait(task_id, timeout_s=120)
         assert done.status is TaskStatus.COMPLETED, done.error
         logs = "\n".join(await svc.logs(task_id, tail=2000))
@@ -169,10 +181,13 @@ async def test_cancel_mid_step_ends_the_fine_tune_worker_and_leaves_no_process(
     }
     async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
         task_id = (await svc.submit(task)).task_id
-        await wait_until(
-            lambda: (svc.record(task_id).progress.training or 0) and svc.record(task_id).worker_pid
-        )
-        pid = svc.record(task_id).worker_pid
+
+        async def training() -> bool:
+            record = await svc.record(task_id)
+            return bool(record.progress.training and record.worker_pid)
+
+        await wait_until(training)
+        pid = (await svc.record(task_id)).worker_pid
         assert pid is not None
         group = [p.pid for p in psutil.Process(pid).children(recursive=True)] + [pid]
 

@@ -6,13 +6,13 @@ import itertools
 
 import pytest
 
+from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.ids import new_task_id
-from mcp_trainer.models import Priority, TaskRecord, TaskStatus, Transition
-from mcp_trainer.scheduler import runnable_order
-from mcp_trainer.specs import SVMSpec
+from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
+from mcp_trainer.specs.tabular import TabularSpec
 
 S = TaskStatus
-# The lifecycle as documented in models.py, written out independently of its implementation.
+# The lifecycle as documented in records.py, written out independently of its implementation.
 DOCUMENTED_MOVES: set[tuple[TaskStatus, TaskStatus]] = {
     (S.QUEUED, S.RUNNING),
     (S.QUEUED, S.CANCELLED),
@@ -29,7 +29,7 @@ TERMINAL = {S.COMPLETED, S.FAILED, S.CANCELLED}
 
 
 def make_record(**fields: object) -> TaskRecord:
-    spec = SVMSpec(task_type="svm_classification", data_source="/data/x.csv", target_column="label")
+    spec = TabularSpec(task_type="svm_classification", data_source="/data/x.csv", target_column="label")
     return TaskRecord.model_validate({"task_id": new_task_id(), "spec": spec.model_dump(), **fields})
 
 

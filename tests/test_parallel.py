@@ -13,8 +13,8 @@ import numpy as np
 import optuna
 import pytest
 
-from mcp_trainer.trainers.parallel import run_parallel
 from mcp_trainer.trainers.study import attach_study, open_study
+from mcp_trainer.trainers.tabular.parallel import run_parallel
 
 
 @pytest.fixture(autouse=True)

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.preflight import DatasetSummary, check_dataset, min_rows_for
-from mcp_trainer.specs import SVMSpec
+from mcp_trainer.preflight.tabular import DatasetSummary, check_dataset, min_rows_for
+from mcp_trainer.specs.tabular import TabularSpec
 
 MakeCsv = Callable[[str, list[str], list[list[object]]], Path]
 
 
-def spec_for(path: Path | str, **overrides: Any) -> SVMSpec:
-    return SVMSpec.model_validate(
+def spec_for(path: Path | str, **overrides: Any) -> TabularSpec:
+    return TabularSpec.model_validate(
         {
             "task_type": "svm_classification",
             "data_source": str(path),
@@ -26,7 +26,7 @@ def spec_for(path: Path | str, **overrides: Any) -> SVMSpec:
     )
 
 
-def refusal(spec: SVMSpec) -> InvalidInputError:
+def refusal(spec: TabularSpec) -> InvalidInputError:
     with pytest.raises(InvalidInputError) as info:
         check_dataset(spec)
     return info.value

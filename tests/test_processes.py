@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
@@ -15,8 +16,8 @@ import anyio
 import psutil
 import pytest
 
-from mcp_trainer import TaskStatus, TrainingService
-from mcp_trainer.executor import process_group_alive
+from mcp_trainer import TaskRecord, TaskStatus, TrainingService
+from mcp_trainer.engine.processes import process_group_alive
 
 pytestmark = pytest.mark.anyio
 
@@ -43,9 +44,14 @@ def quick_spec(data: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def _holds(predicate: Any) -> bool:
+    outcome = predicate()
+    return bool(await outcome) if inspect.isawaitable(outcome) else bool(outcome)
+
+
 async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.02) -> None:
     with anyio.fail_after(timeout):
-        while not predicate():
+        while not await _holds(predicate):
             await anyio.sleep(interval)
 
 
@@ -54,8 +60,14 @@ async def test_cancel_of_a_running_task_stops_its_processes_and_marks_it_cancell
 ) -> None:
     async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
         task_id = (await svc.submit(slow_spec(slow_csv))).task_id
-        await wait_until(lambda: svc.status(task_id).phase == "searching" and svc.record(task_id).worker_pid)
-        pid = svc.record(task_id).worker_pid
+
+        async def searching_with_worker() -> bool:
+            return bool(
+                (await svc.status(task_id)).phase == "searching" and (await svc.record(task_id)).worker_pid
+            )
+
+        await wait_until(searching_with_worker)
+        pid = (await svc.record(task_id)).worker_pid
         assert pid is not None and psutil.pid_exists(pid)
         assert os.getpgid(pid) == pid  # the worker leads its own process group
 
@@ -73,11 +85,15 @@ async def test_a_cancelled_queued_task_never_starts(
     async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
         running = (await svc.submit(slow_spec(slow_csv))).task_id
         waiting = (await svc.submit(slow_spec(slow_csv))).task_id
-        await wait_until(lambda: svc.status(running).status is TaskStatus.RUNNING)
+
+        async def started() -> bool:
+            return bool((await svc.status(running)).status is TaskStatus.RUNNING)
+
+        await wait_until(started)
         assert (await svc.cancel(waiting)).status is TaskStatus.CANCELLED
         await svc.cancel(running)
         await anyio.sleep(1.0)  # several scheduler rounds with a free slot
-        record = svc.record(waiting)
+        record = await svc.record(waiting)
         assert record.status is TaskStatus.CANCELLED
         assert record.attempts == 0 and record.started_at is None
 
@@ -89,30 +105,48 @@ async def test_the_concurrency_limit_holds_through_cancels(
     async with TrainingService(queue_dir, models_dir, max_concurrent=limit, poll_interval_s=0.05) as svc:
         slow = [(await svc.submit(slow_spec(slow_csv))).task_id for _ in range(3)]
         quick = [(await svc.submit(quick_spec(blobs_csv))).task_id for _ in range(3)]
-        seen_running: list[int] = []
         seen_processes: list[int] = []  # live worker process groups, including ones being stopped
         worker_pids: set[int] = set()
 
         async def sample() -> None:
             while True:
-                records = [svc.record(t) for t in slow + quick]
-                seen_running.append(sum(r.status is TaskStatus.RUNNING for r in records))
+                records = [await svc.record(t) for t in slow + quick]
                 worker_pids.update(r.worker_pid for r in records if r.worker_pid)
                 seen_processes.append(sum(1 for p in worker_pids if process_group_alive(p)))
                 await anyio.sleep(0.01)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(sample)
-            await wait_until(lambda: all(svc.status(t).status is TaskStatus.RUNNING for t in slow[:2]))
+
+            async def both_running() -> bool:
+                return all([(await svc.status(t)).status is TaskStatus.RUNNING for t in slow[:2]])
+
+            await wait_until(both_running)
             for task_id in slow:  # cancel the running two and the waiting one; the quick ones fill in
                 await svc.cancel(task_id)
             await svc.drain(timeout_s=120)
             tg.cancel_scope.cancel()
 
-        assert max(seen_running) == limit
+        # Each record's history says when it ran: never more than the limit at once, and the limit reached.
+        records = [await svc.record(t) for t in slow + quick]
+        assert most_running_at_once(records) == limit
         assert max(seen_processes) <= limit
-        assert svc.scheduler is not None and svc.scheduler.peak_running <= limit
-        assert all(svc.status(t).status is TaskStatus.COMPLETED for t in quick)
+        assert svc.peak_running <= limit
+        assert all([(await svc.status(t)).status is TaskStatus.COMPLETED for t in quick])
+
+
+def most_running_at_once(records: list[TaskRecord]) -> int:
+    """The most tasks whose histories overlap in the running state (an attempt ends at its next move)."""
+    events: list[tuple[float, int]] = []
+    for r in records:
+        for move, after in zip(r.history, r.history[1:], strict=False):
+            if move.status is TaskStatus.RUNNING:
+                events += [(move.at, 1), (after.at, -1)]
+    running = most = 0
+    for _, step in sorted(events):  # at equal times an end (-1) sorts before a start
+        running += step
+        most = max(most, running)
+    return most
 
 
 @pytest.fixture
@@ -157,8 +191,12 @@ async def test_sigkill_of_the_server_loses_nothing_and_a_standby_resumes_the_sea
         assert not standby.is_owner
         search = (await standby.submit(quick_spec(slow_csv, n_trials=8, cv_folds=3))).task_id
         later = [(await standby.submit(quick_spec(blobs_csv, n_trials=2))).task_id for _ in range(2)]
-        await wait_until(lambda: (standby.record(search).progress.trial or 0) >= 2, timeout=60)
-        worker = standby.record(search).worker_pid
+
+        async def two_trials_done() -> bool:
+            return bool(((await standby.record(search)).progress.trial or 0) >= 2)
+
+        await wait_until(two_trials_done, timeout=60)
+        worker = (await standby.record(search)).worker_pid
         assert worker is not None
 
         server_process.send_signal(signal.SIGKILL)
@@ -168,7 +206,7 @@ async def test_sigkill_of_the_server_loses_nothing_and_a_standby_resumes_the_sea
         await wait_until(lambda: standby.is_owner, timeout=10)
         await standby.drain(timeout_s=180)
 
-        record = standby.record(search)
+        record = await standby.record(search)
         assert record.status is TaskStatus.COMPLETED
         assert record.attempts == 2
         assert any(t.status is TaskStatus.RETRYING for t in record.history)
@@ -177,7 +215,7 @@ async def test_sigkill_of_the_server_loses_nothing_and_a_standby_resumes_the_sea
         assert 8 <= record.result.n_trials_completed <= 9
         logs = await standby.logs(search, tail=500)
         assert any("resuming the search" in line for line in logs)
-        finished = [standby.record(t) for t in later]
+        finished = [await standby.record(t) for t in later]
         assert all(r.status is TaskStatus.COMPLETED and r.attempts == 1 for r in finished)
         assert finished[0].started_at is not None and finished[1].started_at is not None
         assert finished[0].started_at < finished[1].started_at  # waiting tasks ran in their order
@@ -205,7 +243,7 @@ async def test_two_services_on_one_queue_elect_one_owner_and_the_other_takes_ove
             assert not second.is_owner
             task_id = (await second.submit(quick_spec(blobs_csv))).task_id  # a non-owner can submit
             await first.drain(timeout_s=60)
-            assert second.status(task_id).status is TaskStatus.COMPLETED
+            assert (await second.status(task_id)).status is TaskStatus.COMPLETED
             status = await second.queue_status()
             assert status.owner_pid == os.getpid() and not status.this_process_executes
 
@@ -214,7 +252,7 @@ async def test_two_services_on_one_queue_elect_one_owner_and_the_other_takes_ove
             await wait_until(lambda: second.is_owner, timeout=5)
             again = (await second.submit(quick_spec(blobs_csv))).task_id
             await second.drain(timeout_s=60)
-            assert second.status(again).status is TaskStatus.COMPLETED
+            assert (await second.status(again)).status is TaskStatus.COMPLETED
 
 
 async def test_sigterm_of_the_server_hands_running_tasks_back_to_the_queue(
@@ -224,14 +262,18 @@ async def test_sigterm_of_the_server_hands_running_tasks_back_to_the_queue(
     await wait_until(lambda: lock.exists() and str(server_process.pid) in lock.read_text())
     async with TrainingService(queue_dir, models_dir, execute=False) as reader:
         task_id = (await reader.submit(slow_spec(slow_csv))).task_id
-        await wait_until(lambda: reader.status(task_id).phase == "searching", timeout=60)
-        worker = reader.record(task_id).worker_pid
+
+        async def searching() -> bool:
+            return bool((await reader.status(task_id)).phase == "searching")
+
+        await wait_until(searching, timeout=60)
+        worker = (await reader.record(task_id)).worker_pid
         assert worker is not None
 
         server_process.send_signal(signal.SIGTERM)
         assert server_process.wait(10) == 0
 
-        record = reader.record(task_id)
+        record = await reader.record(task_id)
         assert record.status is TaskStatus.QUEUED
         assert record.error is None
         assert not process_group_alive(worker)
@@ -242,14 +284,21 @@ async def test_a_worker_killed_from_outside_is_retried_and_the_search_resumes(
 ) -> None:
     async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.05) as svc:
         task_id = (await svc.submit(quick_spec(slow_csv, n_trials=6, cv_folds=3))).task_id
-        await wait_until(lambda: (svc.status(task_id).trial or 0) >= 2, timeout=60)
-        pid = svc.record(task_id).worker_pid
+
+        async def two_trials_done() -> bool:
+            return bool(((await svc.status(task_id)).trial or 0) >= 2)
+
+        await wait_until(two_trials_done, timeout=60)
+        pid = (await svc.record(task_id)).worker_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
 
-        await wait_until(lambda: svc.record(task_id).attempts == 2, timeout=30)
+        async def second_attempt() -> bool:
+            return bool((await svc.record(task_id)).attempts == 2)
+
+        await wait_until(second_attempt, timeout=30)
         done = await svc.wait(task_id, timeout_s=120)
-        record = svc.record(task_id)
+        record = await svc.record(task_id)
         assert done.status is TaskStatus.COMPLETED
         retried = [t for t in record.history if t.status is TaskStatus.RETRYING]
         assert len(retried) == 1 and retried[0].note == "worker lost"
@@ -263,13 +312,16 @@ async def test_a_worker_that_keeps_dying_fails_as_worker_lost_after_max_attempts
     async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.05) as svc:
         task_id = (await svc.submit(slow_spec(slow_csv), max_attempts=2)).task_id
         for attempt in (1, 2):
+
+            async def searching(a: int = attempt) -> bool:
+                record = await svc.record(task_id)
+                return record.attempts == a and (await svc.status(task_id)).phase == "searching"
+
             await wait_until(
-                lambda a=attempt: (
-                    svc.record(task_id).attempts == a and svc.status(task_id).phase == "searching"
-                ),
+                searching,
                 timeout=60,
             )
-            pid = svc.record(task_id).worker_pid
+            pid = (await svc.record(task_id)).worker_pid
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
         done = await svc.wait(task_id, timeout_s=30)
@@ -285,8 +337,12 @@ async def test_a_process_that_does_not_execute_can_cancel_a_task_running_in_anot
     await wait_until(lambda: lock.exists() and str(server_process.pid) in lock.read_text())
     async with TrainingService(queue_dir, models_dir, execute=False) as other:
         task_id = (await other.submit(slow_spec(slow_csv))).task_id
-        await wait_until(lambda: other.status(task_id).phase == "searching", timeout=60)
-        worker = other.record(task_id).worker_pid
+
+        async def searching() -> bool:
+            return bool((await other.status(task_id)).phase == "searching")
+
+        await wait_until(searching, timeout=60)
+        worker = (await other.record(task_id)).worker_pid
         assert worker is not None
 
         view = await other.cancel(task_id, wait_s=10)
@@ -303,14 +359,18 @@ async def test_a_parallel_search_shares_one_study_and_its_cancel_ends_every_help
         quick = (await svc.submit(quick_spec(blobs_csv, n_trials=8, n_parallel_trials=2))).task_id
         done = await svc.wait(quick, timeout_s=120)
         assert done.status is TaskStatus.COMPLETED, done.error
-        record = svc.record(quick)
+        record = await svc.record(quick)
         assert record.result is not None and record.result.n_trials_completed is not None
         assert record.result.n_trials_completed == 8  # one study, shared by both processes
         assert any("running the search in 2 processes" in line for line in await svc.logs(quick))
 
         slow = (await svc.submit(slow_spec(slow_csv, n_parallel_trials=2))).task_id
-        await wait_until(lambda: (svc.status(slow).trial or 0) >= 1, timeout=60)
-        pid = svc.record(slow).worker_pid
+
+        async def a_trial_done() -> bool:
+            return bool(((await svc.status(slow)).trial or 0) >= 1)
+
+        await wait_until(a_trial_done, timeout=60)
+        pid = (await svc.record(slow)).worker_pid
         assert pid is not None
         helpers = [p for p in psutil.Process(pid).children() if p.status() != psutil.STATUS_ZOMBIE]
         assert helpers and all(os.getpgid(p.pid) == pid for p in helpers)
@@ -329,9 +389,9 @@ async def test_a_parallel_searchs_worker_and_helpers_start_no_blas_thread_pool(
         worker_threads: set[int] = set()
         helper_threads: set[int] = set()
         with anyio.fail_after(60):
-            while (svc.status(task_id).trial or 0) < 2:
-                pid = svc.record(task_id).worker_pid
-                if pid is not None and svc.status(task_id).phase == "searching":
+            while ((await svc.status(task_id)).trial or 0) < 2:
+                pid = (await svc.record(task_id)).worker_pid
+                if pid is not None and (await svc.status(task_id)).phase == "searching":
                     with contextlib.suppress(psutil.NoSuchProcess):
                         worker = psutil.Process(pid)
                         worker_threads.add(worker.num_threads())
@@ -352,13 +412,17 @@ async def test_a_cancelled_scope_around_the_service_hands_its_running_task_back(
     with anyio.CancelScope() as scope:  # as when an MCP client or host goes away mid-task
         async with TrainingService(queue_dir, models_dir, max_concurrent=1) as svc:
             task_id = (await svc.submit(slow_spec(slow_csv))).task_id
-            await wait_until(lambda: svc.status(task_id).phase == "searching", timeout=30)
-            worker = svc.record(task_id).worker_pid
+
+            async def searching() -> bool:
+                return bool((await svc.status(task_id)).phase == "searching")
+
+            await wait_until(searching, timeout=30)
+            worker = (await svc.record(task_id)).worker_pid
             scope.cancel()
             await anyio.sleep(30)  # cancelled at once
     assert scope.cancelled_caught
     async with TrainingService(queue_dir, models_dir, execute=False) as reader:
-        record = reader.record(task_id)
+        record = await reader.record(task_id)
     assert record.status is TaskStatus.QUEUED, record.history
     assert record.attempts == 0  # a clean hand-back does not use up an attempt
     assert worker is not None and not process_group_alive(worker)

@@ -6,9 +6,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from mcp_trainer.models import TaskRecord
-from mcp_trainer.scheduler import _progress_or_none
-from mcp_trainer.specs import TabularSpec
+from mcp_trainer.engine.outcome import progress_or_none
+from mcp_trainer.records import TaskRecord
+from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import WorkerContext
 
 
@@ -27,7 +27,7 @@ def test_a_percent_past_100_is_clamped_before_it_is_sent(tmp_path: Path) -> None
 
 
 def test_a_malformed_progress_report_is_dropped_not_raised() -> None:
-    assert _progress_or_none({"percent": 118.3}) is None
-    assert _progress_or_none({"unknown": 1}) is None
-    progress = _progress_or_none({"percent": 50.0, "phase": "searching"})
+    assert progress_or_none({"percent": 118.3}) is None
+    assert progress_or_none({"unknown": 1}) is None
+    progress = progress_or_none({"percent": 50.0, "phase": "searching"})
     assert progress is not None and progress.percent == 50.0

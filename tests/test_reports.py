@@ -20,12 +20,13 @@ from mcp import Client
 from mcp_calls import call, call_error
 from PIL import Image
 
-from mcp_trainer import SVMSpec, TaskRecord, TaskStatus, TrainingService
+from mcp_trainer import TabularSpec, TaskRecord, TaskStatus, TrainingService
 from mcp_trainer.server import ServerConfig, build_server
-from mcp_trainer.trainers import reports
 from mcp_trainer.trainers.base import WorkerContext
-from mcp_trainer.trainers.reports import HeldOut, render_reports
-from mcp_trainer.trainers.sklearn_search import SklearnTrainer
+from mcp_trainer.trainers.tabular import plots
+from mcp_trainer.trainers.tabular import report as reports
+from mcp_trainer.trainers.tabular.report import HeldOut, render_reports
+from mcp_trainer.trainers.tabular.trainer import SklearnTrainer
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +72,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
                 for k, spec in specs.items()
             }
             await svc.drain(timeout_s=120)
-            views = {k: svc.status(task_id) for k, task_id in ids.items()}
+            views = {k: await svc.status(task_id) for k, task_id in ids.items()}
         for key, view in views.items():
             assert view.status is TaskStatus.COMPLETED, (key, view.error)
         return {k: str(v.model_id) for k, v in views.items()}
@@ -220,8 +221,8 @@ def test_a_plot_that_fails_to_draw_never_fails_the_training_task(
     def broken(h: HeldOut) -> bytes:
         raise RuntimeError("the renderer broke")
 
-    monkeypatch.setattr(reports, "_roc", broken)
-    spec = SVMSpec.model_validate(
+    monkeypatch.setattr(plots, "roc_png", broken)
+    spec = TabularSpec.model_validate(
         {"task_type": "logistic_regression", "data_source": str(blobs_csv), "target_column": "label", **SMALL}
     )
     record = TaskRecord(task_id="task_20260101T000000_0000abcd", spec=spec)
@@ -285,7 +286,7 @@ def test_a_drawing_process_that_dies_costs_only_its_own_plots(monkeypatch: pytes
     def crash(*args: Any) -> bytes:
         os._exit(3)  # what a segfault inside matplotlib would look like to the worker
 
-    monkeypatch.setattr(reports, "_importances", crash)
+    monkeypatch.setattr(plots, "importances_png", crash)
     study = _study([0.1 * (i % 7) for i in range(6)])
     # Two processes share the plots round-robin: the helper draws importances and the ROC curve.
     out = render_reports(

@@ -62,11 +62,10 @@ def flat_submit(data: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def test_every_tool_is_listed_with_an_output_schema_and_bounded_inputs(client: Client) -> None:
+async def test_every_tool_is_listed_with_a_description_and_bounded_inputs(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == TOOLS
     for tool in tools.values():
-        assert tool.output_schema is not None, tool.name
         assert tool.description
     submit = tools["submit_training_task"].input_schema["properties"]
     assert submit["n_trials"]["maximum"] == 1000 and submit["n_trials"]["minimum"] == 1

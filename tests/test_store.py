@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from mcp_trainer.engine.layout import QueueLayout
+from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import InvalidInputError, TaskNotFoundError
+from mcp_trainer.files import atomic_write_bytes
 from mcp_trainer.ids import new_task_id
-from mcp_trainer.models import Priority, TaskRecord, TaskStatus
-from mcp_trainer.specs import SVMSpec
-from mcp_trainer.store import TaskStore, atomic_write_bytes
+from mcp_trainer.records import Priority, TaskRecord, TaskStatus
+from mcp_trainer.specs.tabular import TabularSpec
 
 
 def make_record(task_id: str | None = None, **fields: object) -> TaskRecord:
-    spec = SVMSpec(task_type="svm_classification", data_source="/data/x.csv", target_column="label")
+    spec = TabularSpec(task_type="svm_classification", data_source="/data/x.csv", target_column="label")
     return TaskRecord.model_validate(
         {"task_id": task_id or new_task_id(), "spec": spec.model_dump(), **fields}
     )
@@ -40,7 +42,7 @@ def dead_pid() -> int:
 
 @pytest.fixture
 def store(queue_dir: Path) -> Iterator[TaskStore]:
-    s = TaskStore(queue_dir)
+    s = TaskStore(QueueLayout.at(queue_dir))
     yield s
     s.close()
 
@@ -48,7 +50,7 @@ def store(queue_dir: Path) -> Iterator[TaskStore]:
 @pytest.fixture
 def other_store(queue_dir: Path, store: TaskStore) -> Iterator[TaskStore]:
     """A second instance on the same directory, standing in for another process."""
-    s = TaskStore(queue_dir)
+    s = TaskStore(QueueLayout.at(queue_dir))
     yield s
     s.close()
 
@@ -59,7 +61,7 @@ def test_a_created_record_reads_back_equal_from_the_same_and_a_fresh_store(
     record = make_record(name="first", priority=Priority.HIGH)
     store.create(record)
     assert store.get(record.task_id) == record
-    fresh = TaskStore(queue_dir)
+    fresh = TaskStore(QueueLayout.at(queue_dir))
     try:
         assert fresh.get(record.task_id) == record
     finally:
@@ -79,7 +81,7 @@ def test_update_writes_the_changed_record_and_returns_it_with_the_outcome(
     updated, outcome = store.update(record.task_id, start)
     assert outcome == "claimed"
     assert updated.status is TaskStatus.RUNNING
-    fresh = TaskStore(queue_dir)
+    fresh = TaskStore(QueueLayout.at(queue_dir))
     try:
         on_disk = fresh.get(record.task_id)
     finally:
@@ -99,7 +101,7 @@ def test_creating_a_task_id_that_exists_raises_and_keeps_the_first_record(store:
 def test_update_whose_change_raises_writes_nothing(store: TaskStore) -> None:
     record = make_record()
     store.create(record)
-    inode_before = store.path_for(record.task_id).stat().st_ino
+    inode_before = store.layout.task_file(record.task_id).stat().st_ino
 
     def fail(r: TaskRecord) -> None:
         r.name = "half-done"
@@ -107,16 +109,16 @@ def test_update_whose_change_raises_writes_nothing(store: TaskStore) -> None:
 
     with pytest.raises(RuntimeError, match="abort"):
         store.update(record.task_id, fail)
-    assert store.path_for(record.task_id).stat().st_ino == inode_before
+    assert store.layout.task_file(record.task_id).stat().st_ino == inode_before
     assert store.get(record.task_id).name is None
 
 
 def test_update_that_changes_nothing_does_not_rewrite_the_file(store: TaskStore) -> None:
     record = make_record()
     store.create(record)
-    inode_before = store.path_for(record.task_id).stat().st_ino
+    inode_before = store.layout.task_file(record.task_id).stat().st_ino
     store.update(record.task_id, lambda r: None)
-    assert store.path_for(record.task_id).stat().st_ino == inode_before
+    assert store.layout.task_file(record.task_id).stat().st_ino == inode_before
 
 
 def test_update_sees_a_change_another_instance_wrote_so_no_update_is_lost(
@@ -248,7 +250,7 @@ def test_refresh_picks_up_a_record_another_instance_wrote_and_drops_a_deleted_on
     store.refresh()
     assert [r.name for r in store.cached()] == ["changed"]
 
-    other_store.path_for(record.task_id).unlink()
+    other_store.layout.task_file(record.task_id).unlink()
     store.refresh()
     assert store.cached() == []
 
@@ -271,10 +273,10 @@ def test_get_of_an_unknown_task_id_raises_task_not_found(store: TaskStore) -> No
 )
 def test_a_malformed_task_id_is_rejected_before_any_path_is_built(store: TaskStore, bad_id: str) -> None:
     with pytest.raises(InvalidInputError, match="is not a task id"):
-        store.path_for(bad_id)
+        store.layout.task_file(bad_id)
     with pytest.raises(InvalidInputError):
         store.get(bad_id)
     with pytest.raises(InvalidInputError):
-        store.log_path(bad_id)
+        store.layout.log_file(bad_id)
     with pytest.raises(InvalidInputError):
-        store.work_path(bad_id)
+        store.layout.work_path(bad_id)

@@ -11,57 +11,27 @@ from pathlib import Path
 from typing import Any
 
 from mcp_trainer.ids import model_id_for
-from mcp_trainer.models import Progress, TaskRecord, TaskResult
+from mcp_trainer.records import ErrorKind, Progress, TaskError, TaskRecord, TaskResult
 
-__all__ = [
-    "DataError",
-    "Diverged",
-    "GpuOutOfMemory",
-    "SearchTimeout",
-    "StopRequested",
-    "Trainer",
-    "WorkerContext",
-]
+__all__ = ["StopRequested", "TaskFailure", "Trainer", "WorkerContext"]
 
 
 class StopRequested(Exception):
     """Raised inside a trainer when its task was asked to stop."""
 
 
-class SearchTimeout(Exception):
-    """The task's time limit passed before it produced a model."""
+class TaskFailure(Exception):
+    """A task failed for a reason the caller can act on, classified by `kind` (data_error, timeout,
+    divergence, out_of_memory, ...). Retrying the same task as it is will not help."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, kind: ErrorKind, message: str, hint: str | None = None) -> None:
         super().__init__(message)
+        self.kind = kind
         self.message = message
         self.hint = hint
 
-
-class DataError(Exception):
-    """The data or the parameters cannot be trained on; retrying will not help."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-class Diverged(Exception):
-    """The loss became NaN or exploded; retrying the same settings will not help."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-
-class GpuOutOfMemory(Exception):
-    """Out of GPU memory even after the automatic retries with smaller micro-batches."""
-
-    def __init__(self, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    def as_error(self) -> TaskError:
+        return TaskError(kind=self.kind, message=self.message, hint=self.hint)
 
 
 @dataclass
@@ -107,8 +77,9 @@ class Trainer(ABC):
 
     `run` reports progress through `ctx.report`, calls `ctx.check_stop()` between units of work (trials,
     epochs), writes its model under `ctx.models_dir / ctx.model_id`, and returns the result. It raises
-    `DataError` for input it cannot use and `StopRequested` when asked to stop; anything else is treated
-    as a failure of the trainer. A trainer that can resume keeps its state under `ctx.work_dir`.
+    `TaskFailure` (with its kind: data_error, timeout, divergence, ...) for a failure the caller can act
+    on and `StopRequested` when asked to stop; anything else is treated as a failure of the trainer
+    (internal). A trainer that can resume keeps its state under `ctx.work_dir`.
     """
 
     @abstractmethod

@@ -7,9 +7,9 @@ why it must happen in this process).
 
 from __future__ import annotations
 
-import mcp_trainer.trainers.predict
-import mcp_trainer.trainers.reports
-import mcp_trainer.trainers.sklearn_search  # noqa: F401
+import mcp_trainer.trainers.tabular.predict
+import mcp_trainer.trainers.tabular.report
+import mcp_trainer.trainers.tabular.trainer  # noqa: F401
 from mcp_trainer.trainers.threads import one_blas_thread
 
 one_blas_thread()

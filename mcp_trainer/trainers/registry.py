@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import importlib
 
-from mcp_trainer.finetune_specs import FINETUNE_TASK_TYPES
-from mcp_trainer.spaces import TASK_FAMILIES
+from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES
+from mcp_trainer.specs.spaces import TASK_FAMILIES
 from mcp_trainer.trainers.base import Trainer
 
 __all__ = ["TRAINERS", "load_trainer"]
 
 # Every tabular task type runs on the scikit-learn trainer; its family comes from the spec.
 TRAINERS: dict[str, str] = {
-    **dict.fromkeys(TASK_FAMILIES, "mcp_trainer.trainers.sklearn_search:SklearnTrainer"),
+    **dict.fromkeys(TASK_FAMILIES, "mcp_trainer.trainers.tabular.trainer:SklearnTrainer"),
     # torch, transformers and peft come from the `torch` extra; they are imported only when one runs.
     **dict.fromkeys(FINETUNE_TASK_TYPES, "mcp_trainer.trainers.finetune.trainer:FinetuneTrainer"),
 }

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mcp_trainer.store import atomic_write
+from mcp_trainer.files import atomic_write
 
 __all__ = ["CheckpointStore", "rng_state", "set_rng_state", "trainable_state"]
 

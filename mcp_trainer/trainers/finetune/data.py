@@ -10,11 +10,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from mcp_trainer.artifacts import sha256_of
-from mcp_trainer.datasources import parse_source
-from mcp_trainer.finetune_specs import FinetuneSpec
-from mcp_trainer.preflight import ENCODING, NA_VALUES
-from mcp_trainer.trainers.base import DataError
+from mcp_trainer.files import sha256_of
+from mcp_trainer.preflight.readers import ENCODING, NA_VALUES
+from mcp_trainer.records import ErrorKind
+from mcp_trainer.specs.finetune import FinetuneSpec
+from mcp_trainer.specs.sources import parse_source
+from mcp_trainer.trainers.base import TaskFailure
 
 __all__ = ["Collated", "Examples", "TextData", "collate", "load_text_data", "read_texts", "tokenize"]
 
@@ -66,8 +67,10 @@ def read_texts(path_text: str, columns: list[str], *, drop_na_text: bool = True)
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(
-            f"columns {missing} are not in {source.path.name}.", f"Its columns: {list(frame.columns)}."
+        raise TaskFailure(
+            ErrorKind.DATA_ERROR,
+            f"columns {missing} are not in {source.path.name}.",
+            f"Its columns: {list(frame.columns)}.",
         )
     frame = frame[columns].astype(str)
     text = frame[columns[0]].str.strip()
@@ -127,7 +130,11 @@ def load_text_data(spec: FinetuneSpec, tokenizer: Any, head_labels: list[str] | 
     drop_na = spec.prompt_column is None
     frame = read_texts(spec.data_source, spec.columns, drop_na_text=drop_na)
     if frame.empty:
-        raise DataError(f"{spec.data_source} has no examples with text.", "Give rows with non-empty text.")
+        raise TaskFailure(
+            ErrorKind.DATA_ERROR,
+            f"{spec.data_source} has no examples with text.",
+            "Give rows with non-empty text.",
+        )
     eval_frame: pd.DataFrame | None = None
     if spec.eval_data_source is not None:
         eval_frame = read_texts(spec.eval_data_source, spec.columns, drop_na_text=drop_na)
@@ -144,7 +151,8 @@ def load_text_data(spec: FinetuneSpec, tokenizer: Any, head_labels: list[str] | 
         )
         unknown = sorted(seen - set(labels))
         if unknown:
-            raise DataError(
+            raise TaskFailure(
+                ErrorKind.DATA_ERROR,
                 f"labels {unknown[:10]} are not among the model head's labels {labels[:10]}.",
                 "Pass replace_head=true to train a new head for these labels.",
             )

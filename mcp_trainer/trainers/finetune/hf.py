@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcp_trainer.finetune_specs import FinetuneSpec
-from mcp_trainer.trainers.base import DataError
+from mcp_trainer.records import ErrorKind
+from mcp_trainer.specs.finetune import FinetuneSpec
+from mcp_trainer.trainers.base import TaskFailure
 
 __all__ = ["DeviceInfo", "build_model", "head_labels", "load_tokenizer", "pick_device", "save_pretrained"]
 
@@ -64,7 +65,8 @@ def pick_device(precision: str) -> DeviceInfo:
         name = f"cuda:0 ({torch.cuda.get_device_name(0)})"
         bf16_ok = torch.cuda.is_bf16_supported()
         if precision == "bf16" and not bf16_ok:
-            raise DataError(
+            raise TaskFailure(
+                ErrorKind.DATA_ERROR,
                 f"precision='bf16' was asked for but {name} does not support bfloat16.",
                 "Use precision='auto' or 'fp32'.",
             )
@@ -73,15 +75,20 @@ def pick_device(precision: str) -> DeviceInfo:
         device = torch.device("cpu")
         name = "cpu"
         if precision == "bf16":
-            raise DataError("precision='bf16' needs a GPU; this machine has none.", "Use 'auto' or 'fp32'.")
+            raise TaskFailure(
+                ErrorKind.DATA_ERROR,
+                "precision='bf16' needs a GPU; this machine has none.",
+                "Use 'auto' or 'fp32'.",
+            )
         use_bf16 = False
     dtype = torch.bfloat16 if use_bf16 else None
     return DeviceInfo(device, name, dtype, "bf16-autocast" if use_bf16 else "fp32")
 
 
-def _load_error(spec: FinetuneSpec, exc: BaseException, what: str) -> DataError:
+def _load_error(spec: FinetuneSpec, exc: BaseException, what: str) -> TaskFailure:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DataError(
+    return TaskFailure(
+        ErrorKind.DATA_ERROR,
         f"The {what} in {spec.model_path} does not load: {type(exc).__name__}: {reason[:400]}",
         "Check that the directory was written by save_pretrained() with a transformers version that "
         "knows this model type, and that its files are complete.",
@@ -98,7 +105,8 @@ def load_tokenizer(spec: FinetuneSpec) -> Any:
         raise _load_error(spec, exc, "tokenizer") from None
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise DataError(
+            raise TaskFailure(
+                ErrorKind.DATA_ERROR,
                 f"The tokenizer in {spec.model_path} has neither a pad token nor an end-of-sequence token.",
                 "Give the tokenizer a pad_token and save it again.",
             )
@@ -170,7 +178,8 @@ def _with_lora(model: nn.Module, spec: FinetuneSpec) -> nn.Module:
         wrapped: nn.Module = get_peft_model(model, config)
     except ValueError as exc:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise DataError(
+        raise TaskFailure(
+            ErrorKind.DATA_ERROR,
             f"LoRA cannot adapt this model: {exc}",
             f"Pass lora_target_modules naming some of its linear layers: {names[:20]}.",
         ) from None

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mcp_trainer.artifacts import verify_model_files
+from mcp_trainer.artifacts.model_dir import verify_model_files
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.trainers.finetune.data import read_texts
 from mcp_trainer.trainers.finetune.hf import quiet_hf

@@ -268,6 +268,61 @@ def _evaluate(model: nn.Module, hooks: LoopHooks, state: LoopState, cfg: LoopCon
     )
 
 
+def _forward_backward_fitting_memory(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    hooks: LoopHooks,
+    indices: Sequence[int],
+    state: LoopState,
+    device: torch.device,
+    cfg: LoopConfig,
+) -> tuple[float, int]:
+    """One step's forward and backward passes; out of memory, it is redone with the micro-batch halved
+    (and twice the accumulation), up to `cfg.max_oom_retries` times. Raises OutOfMemory past that."""
+    while True:
+        try:
+            optimizer.zero_grad(set_to_none=True)
+            return _forward_backward(model, hooks, indices, state.micro_batch, device, cfg)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not is_out_of_memory(exc):
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            del exc
+            _free_memory(device)
+            if state.oom_retries >= cfg.max_oom_retries or state.micro_batch == 1:
+                raise OutOfMemory(state.micro_batch, state.oom_retries) from None
+            state.oom_retries += 1
+            state.micro_batch = max(1, state.micro_batch // 2)
+            log.warning(
+                "out of memory at step %d: retrying with micro-batch %d (%d accumulation steps)",
+                state.step + 1,
+                state.micro_batch,
+                math.ceil(cfg.effective_batch / state.micro_batch),
+            )
+
+
+def _after_step(
+    model: nn.Module, hooks: LoopHooks, state: LoopState, cfg: LoopConfig, *, has_eval: bool
+) -> bool:
+    """Evaluate, check the deadline and checkpoint as the step calls for; True when training stops."""
+    end_of_epoch = state.step % cfg.steps_per_epoch == 0 or state.step == cfg.total_steps
+    stop = False
+    if has_eval and (
+        (cfg.eval_every_steps is not None and state.step % cfg.eval_every_steps == 0)
+        or (cfg.eval_every_steps is None and end_of_epoch)
+    ):
+        stop = _evaluate(model, hooks, state, cfg)
+        if stop:
+            state.stopped_early = "early_stopping"
+    if not stop and cfg.deadline is not None and time.monotonic() >= cfg.deadline:
+        state.stopped_early = "timeout"
+        stop = True
+    periodic = cfg.checkpoint_every_steps is not None and state.step % cfg.checkpoint_every_steps == 0
+    if (end_of_epoch or periodic) and state.step < cfg.total_steps and not stop:
+        hooks.save_checkpoint(state, "epoch" if end_of_epoch else "periodic")
+    return stop
+
+
 def run_loop(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -290,27 +345,7 @@ def run_loop(
     while state.step < cfg.total_steps:
         started = time.perf_counter()
         indices = _step_indices(state, cfg, n_examples, order_cache)
-        while True:
-            try:
-                optimizer.zero_grad(set_to_none=True)
-                loss, tokens = _forward_backward(model, hooks, indices, state.micro_batch, device, cfg)
-                break
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                optimizer.zero_grad(set_to_none=True)
-                del exc
-                _free_memory(device)
-                if state.oom_retries >= cfg.max_oom_retries or state.micro_batch == 1:
-                    raise OutOfMemory(state.micro_batch, state.oom_retries) from None
-                state.oom_retries += 1
-                state.micro_batch = max(1, state.micro_batch // 2)
-                log.warning(
-                    "out of memory at step %d: retrying with micro-batch %d (%d accumulation steps)",
-                    state.step + 1,
-                    state.micro_batch,
-                    math.ceil(cfg.effective_batch / state.micro_batch),
-                )
+        loss, tokens = _forward_backward_fitting_memory(model, optimizer, hooks, indices, state, device, cfg)
         _check_loss(state, loss, cfg)
         if cfg.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(
@@ -336,21 +371,6 @@ def run_loop(
         hooks.progress(state, stats)
         if on_step is not None:
             on_step(state)
-        end_of_epoch = state.step % cfg.steps_per_epoch == 0 or state.step == cfg.total_steps
-        stop = False
-        if has_eval and (
-            (cfg.eval_every_steps is not None and state.step % cfg.eval_every_steps == 0)
-            or (cfg.eval_every_steps is None and end_of_epoch)
-        ):
-            stop = _evaluate(model, hooks, state, cfg)
-            if stop:
-                state.stopped_early = "early_stopping"
-        if not stop and cfg.deadline is not None and time.monotonic() >= cfg.deadline:
-            state.stopped_early = "timeout"
-            stop = True
-        periodic = cfg.checkpoint_every_steps is not None and state.step % cfg.checkpoint_every_steps == 0
-        if (end_of_epoch or periodic) and state.step < cfg.total_steps and not stop:
-            hooks.save_checkpoint(state, "epoch" if end_of_epoch else "periodic")
-        if stop:
+        if _after_step(model, hooks, state, cfg, has_eval=has_eval):
             break
     return state

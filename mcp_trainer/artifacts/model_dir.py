@@ -1,0 +1,222 @@
+"""The `trained_models/<model_id>/` layout: model file, `metadata.json`, `reports/`.
+
+A model directory is assembled under a temporary name and renamed into place in one step, so a
+directory named like a model id is always complete. `metadata.json` records the sha256 of the model
+file: only a file whose hash matches may ever be unpickled (pickle runs code when loaded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.files import sha256_of
+from mcp_trainer.ids import check_model_id
+
+__all__ = [
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "REPORTS_DIR",
+    "REPORT_PLOTS",
+    "SUMMARY_FILE",
+    "delete_model_dir",
+    "list_metadata",
+    "model_dir",
+    "read_metadata",
+    "save_model_dir",
+    "save_model_tree",
+    "verified_model_file",
+    "verify_model_files",
+]
+
+MODEL_FILE = "model.pkl"
+METADATA_FILE = "metadata.json"
+REPORTS_DIR = "reports"
+SUMMARY_FILE = "summary.md"
+# The report plots a model may have, in the order a report shows them: name -> what it shows. Each is
+# `reports/<name>.png`; a plot that does not apply or could not be drawn is absent (summary.md says why).
+REPORT_PLOTS: dict[str, str] = {
+    "optimization_history": "objective value of each search trial, with the best so far",
+    "param_importances": "how much each searched hyperparameter mattered (fANOVA)",
+    "confusion_matrix": "held-out counts of true class against predicted class",
+    "roc_curve": "held-out ROC curve (one-vs-rest per class when there are more than two)",
+    "pr_curve": "held-out precision-recall curve (one-vs-rest per class when there are more than two)",
+    "predicted_vs_actual": "held-out predictions against true values, per target",
+    "residuals": "held-out residuals (true - predicted) against predictions, per target",
+    "loss_curve": "a fine-tune's training loss per optimizer step, with the eval loss at each evaluation",
+}
+
+
+def model_dir(models_dir: Path, model_id: str) -> Path:
+    return Path(models_dir) / check_model_id(model_id)
+
+
+def read_metadata(models_dir: Path, model_id: str) -> dict[str, Any]:
+    """The metadata of a saved model; raises InvalidInputError if there is no such model."""
+    path = model_dir(models_dir, model_id) / METADATA_FILE
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(
+            f"No model {model_id} in {models_dir}.", "A completed task's status names its model id."
+        ) from None
+    return data
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in [*root.rglob("*"), root]:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_model_dir(
+    models_dir: Path,
+    model_id: str,
+    write_model: Callable[[Path], None],
+    metadata: Mapping[str, Any],
+    reports: Mapping[str, str | bytes],
+) -> Path:
+    """Write a complete model directory atomically and return its path.
+
+    `write_model(path)` writes the model file; its sha256 is added to the metadata as `model_sha256`.
+    """
+
+    def write(tmp: Path) -> dict[str, Any]:
+        write_model(tmp / MODEL_FILE)
+        return {"model_file": MODEL_FILE, "model_sha256": sha256_of(tmp / MODEL_FILE)}
+
+    return _assemble(models_dir, model_id, write, metadata, reports)
+
+
+def save_model_tree(
+    models_dir: Path,
+    model_id: str,
+    write_files: Callable[[Path], None],
+    metadata: Mapping[str, Any],
+    reports: Mapping[str, str | bytes],
+) -> Path:
+    """Like `save_model_dir` for a model made of several files (a Hugging Face directory).
+
+    `write_files(dir)` writes them into the model directory itself, so that `from_pretrained(dir)` loads
+    it; the sha256 of each is added to the metadata as `model_files`.
+    """
+
+    def write(tmp: Path) -> dict[str, Any]:
+        write_files(tmp)
+        files = {
+            str(p.relative_to(tmp)): sha256_of(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file() and p.relative_to(tmp).parts[0] != REPORTS_DIR
+        }
+        return {"model_files": files}
+
+    return _assemble(models_dir, model_id, write, metadata, reports)
+
+
+def _assemble(
+    models_dir: Path,
+    model_id: str,
+    write: Callable[[Path], dict[str, Any]],
+    metadata: Mapping[str, Any],
+    reports: Mapping[str, str | bytes],
+) -> Path:
+    final = model_dir(models_dir, model_id)
+    tmp = final.with_name(f".tmp-{model_id}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / REPORTS_DIR).mkdir(parents=True)
+    try:
+        meta = {**metadata, **write(tmp)}
+        for name, content in reports.items():
+            target = tmp / REPORTS_DIR / name
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        _fsync_tree(tmp)
+        if final.exists():  # left by an earlier attempt of the same task that did not record its result
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
+    return final
+
+
+def verify_model_files(models_dir: Path, model_id: str) -> tuple[Path, dict[str, Any]]:
+    """The directory and metadata of a multi-file model whose files all match their recorded sha256."""
+    meta = read_metadata(models_dir, model_id)
+    root = model_dir(models_dir, model_id)
+    files = meta.get("model_files")
+    if not isinstance(files, dict) or not files:
+        raise InvalidInputError(f"Model {model_id} records no model files.", "Train it again.")
+    for name, expected in files.items():
+        path = root / name
+        if not path.is_file() or sha256_of(path) != expected:
+            raise InvalidInputError(
+                f"The file {name} of model {model_id} is missing or does not match the sha256 in its "
+                "metadata; it was changed after training and will not be loaded.",
+                "Train the model again.",
+            )
+    return root, meta
+
+
+def list_metadata(models_dir: Path) -> list[dict[str, Any]]:
+    """The metadata of every complete model directory (newest first); unreadable ones are skipped."""
+    out: list[dict[str, Any]] = []
+    root = Path(models_dir)
+    if not root.is_dir():
+        return out
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue  # a directory still being assembled
+        try:
+            data = json.loads((entry / METADATA_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("model_id") == entry.name:
+            out.append(data)
+    out.sort(key=lambda m: (m.get("created_at") or 0, m["model_id"]), reverse=True)
+    return out
+
+
+def delete_model_dir(models_dir: Path, model_id: str) -> None:
+    """Remove a model directory; raises InvalidInputError if there is no such model."""
+    path = model_dir(models_dir, model_id)
+    if not (path / METADATA_FILE).is_file():
+        raise InvalidInputError(
+            f"No model {model_id} in {models_dir}.", "list_models shows the models that exist."
+        )
+    # Rename first so that a reader never sees a half-deleted model under its id.
+    doomed = path.with_name(f".deleting-{model_id}-{os.getpid()}")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def verified_model_file(models_dir: Path, model_id: str) -> tuple[Path, dict[str, Any]]:
+    """The model file and metadata of a saved model, once the file's sha256 matches its metadata.
+
+    Only such a file may be unpickled (pickle runs code when loaded); the caller loads it, in a worker.
+    """
+    meta = read_metadata(models_dir, model_id)
+    path = model_dir(models_dir, model_id) / str(meta.get("model_file", MODEL_FILE))
+    expected = meta.get("model_sha256")
+    if not path.is_file():
+        raise InvalidInputError(f"Model {model_id} has no model file.", "Train it again.")
+    if not isinstance(expected, str) or sha256_of(path) != expected:
+        raise InvalidInputError(
+            f"The model file of {model_id} does not match the sha256 in its metadata; it was changed after "
+            "training and will not be loaded.",
+            "Train the model again (a pickle runs code when loaded, so a changed file is never trusted).",
+        )
+    return path, meta

@@ -1,0 +1,136 @@
+"""A saved model's report as the report tool returns it: `reports/summary.md` and the PNG plots, capped.
+
+Light on purpose (the server process calls it, in a thread): it reads files and never imports matplotlib.
+Paths are built only from a checked model id and plot names from the fixed list `REPORT_PLOTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mcp_trainer.artifacts.model_dir import REPORT_PLOTS, REPORTS_DIR, SUMMARY_FILE, model_dir, read_metadata
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.views.models import ModelReport, ReportPlot
+
+__all__ = ["MAX_REPORT_BYTES", "load_report"]
+
+# What one answer carries at most, in PNG bytes (base64 adds a third): a handful of ~25 KB plots fit.
+MAX_REPORT_BYTES = 300_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def load_report(
+    models_dir: Path, model_id: str, plots: Sequence[str] | None = None, *, max_bytes: int = MAX_REPORT_BYTES
+) -> tuple[ModelReport, dict[str, bytes]]:
+    """The report of a saved model and the PNG bytes of the plots it carries, by plot name.
+
+    `plots` names the plots wanted (`roc_curve` or `roc_curve.png`); None means all of them, [] none.
+    Plots beyond `max_bytes` in total are listed but left out (the first one wanted always comes), and
+    the note says how to ask for them. Raises InvalidInputError for an unknown model, an unknown plot
+    name, or a plot this model does not have. Blocking: call it in a thread.
+    """
+    meta = read_metadata(models_dir, model_id)
+    reports = model_dir(models_dir, model_id) / REPORTS_DIR
+    try:
+        summary = (reports / SUMMARY_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        summary = ""
+    available = {
+        name: reports / f"{name}.png" for name in REPORT_PLOTS if (reports / f"{name}.png").is_file()
+    }
+    recorded: dict[str, Any] | None = meta.get("plots") if isinstance(meta.get("plots"), dict) else None
+    not_drawn = _not_drawn(recorded)
+    wanted = list(available) if plots is None else _wanted(model_id, plots, available, not_drawn, recorded)
+
+    images: dict[str, bytes] = {}
+    left_out: list[str] = []
+    unreadable: list[str] = []
+    total = 0
+    for name in wanted:  # in the order asked for: the first one always comes
+        data = available[name].read_bytes()
+        if not data.startswith(_PNG_SIGNATURE):
+            unreadable.append(name)
+        elif images and total + len(data) > max_bytes:
+            left_out.append(name)
+        else:
+            images[name] = data
+            total += len(data)
+    entries = [
+        ReportPlot(
+            name=name,
+            file=str(path),
+            bytes=len(images[name]) if name in images else path.stat().st_size,
+            description=REPORT_PLOTS[name],
+            included=name in images,
+        )
+        for name, path in available.items()
+    ]
+
+    notes: list[str] = []
+    if recorded is None and not available:
+        notes.append(
+            "This model was trained before report plots existed: its summary is all there is. "
+            "Train it again to get plots."
+        )
+    if left_out:
+        notes.append(
+            f"Left out to keep this answer under {max_bytes // 1000} KB: {', '.join(left_out)}. "
+            f"Ask for them with get_model_report(model_id={model_id!r}, plots={left_out!r})."
+        )
+    if unreadable:
+        notes.append(f"Not PNG files (changed after training?): {', '.join(unreadable)}.")
+    others = [n for n in available if n not in wanted]
+    if plots is not None and others:
+        notes.append(f"Also available: {', '.join(others)} (name them in plots, or omit plots for all).")
+    report = ModelReport(
+        model_id=model_id,
+        summary=summary,
+        plots=entries,
+        not_drawn={n: why for n, why in not_drawn.items() if n not in available},
+        note=" ".join(notes) or None,
+    )
+    return report, images
+
+
+def _not_drawn(recorded: dict[str, Any] | None) -> dict[str, str]:
+    if recorded is None:
+        return {}
+    skipped = recorded.get("skipped") or {}
+    failed = recorded.get("failed") or {}
+    return {
+        **{str(k): str(v) for k, v in skipped.items()},
+        **{str(k): f"failed: {v}" for k, v in failed.items()},
+    }
+
+
+def _wanted(
+    model_id: str,
+    plots: Sequence[str],
+    available: dict[str, Path],
+    not_drawn: dict[str, str],
+    recorded: dict[str, Any] | None,
+) -> list[str]:
+    has = ", ".join(available) or "none"
+    wanted: list[str] = []
+    for requested in plots:
+        name = str(requested).removesuffix(".png")
+        if name not in REPORT_PLOTS:
+            raise InvalidInputError(
+                f"Unknown plot {requested!r}.",
+                f"Plot names are {', '.join(REPORT_PLOTS)}; model {model_id} has: {has}.",
+            )
+        if name not in available:
+            why = not_drawn.get(name) or (
+                "it was trained before report plots existed"
+                if recorded is None
+                else "that plot does not apply to this kind of model"
+            )
+            raise InvalidInputError(
+                f"Model {model_id} has no {name} plot ({why}).",
+                f"Its plots: {has}. Leave plots out to get all of them.",
+            )
+        if name not in wanted:
+            wanted.append(name)
+    return wanted

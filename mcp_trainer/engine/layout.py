@@ -1,0 +1,68 @@
+"""The queue directory's layout: every path inside it is named here and nowhere else.
+
+    <task_id>.json          one task record each, replaced atomically on every change (store.py)
+    .records.lock           flock'd around every read-modify-write, by every process sharing the queue
+    .owner.lock             flock'd by the one process that executes tasks (owner.py)
+    corrupt/                files that did not parse or validate, each with a `.reason.txt`
+    logs/<task_id>.log      what the task's worker logged, all attempts
+    work/<task_id>/         a task's working state (its Optuna study, a fine-tune's checkpoints), kept for
+                            resumption; what goes inside belongs to the task's trainer
+
+Paths are built from checked task ids only (ids.py), never from a caller's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcp_trainer.ids import check_task_id
+
+__all__ = ["TASK_SUFFIX", "QueueLayout"]
+
+TASK_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class QueueLayout:
+    """Where each file of the queue rooted at `root` lives."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | Path) -> QueueLayout:
+        return cls(Path(root).expanduser().resolve())
+
+    @property
+    def records_lock(self) -> Path:
+        return self.root / ".records.lock"
+
+    @property
+    def owner_lock(self) -> Path:
+        return self.root / ".owner.lock"
+
+    @property
+    def corrupt_dir(self) -> Path:
+        return self.root / "corrupt"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "work"
+
+    def task_file(self, task_id: str) -> Path:
+        return self.root / f"{check_task_id(task_id)}{TASK_SUFFIX}"
+
+    def log_file(self, task_id: str) -> Path:
+        return self.logs_dir / f"{check_task_id(task_id)}.log"
+
+    def work_path(self, task_id: str) -> Path:
+        return self.work_dir / check_task_id(task_id)
+
+    def create(self) -> None:
+        """Make the directories a queue needs (the root, logs/ and work/)."""
+        for d in (self.root, self.logs_dir, self.work_dir):
+            d.mkdir(parents=True, exist_ok=True)

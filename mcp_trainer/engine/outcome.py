@@ -1,0 +1,132 @@
+"""What happens to a task's record when an attempt starts, ends, or is found orphaned.
+
+Pure functions of a record (and what the scheduler saw), applied under the store's lock by
+`TaskStore.update`: the lifecycle's rules in one place, testable without a process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from mcp_trainer.records import ErrorKind, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
+
+__all__ = [
+    "Ending",
+    "claim",
+    "finish",
+    "note_worker",
+    "progress_or_none",
+    "requeue_orphan",
+    "save_progress",
+]
+
+log = logging.getLogger(__name__)
+RETRY_DELAY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ended, as the scheduler saw it."""
+
+    kind: str | None  # "result", "error", "stopped", or None when the worker sent no outcome
+    payload: dict[str, Any]
+    progress: Progress | None  # the latest progress, which may be newer than the stored one
+    cancelled: bool  # a stop was asked for by a cancel
+    shutting_down: bool  # the owner is shutting down and hands its tasks back
+    exit_description: str  # how the worker ended: "exited with code 1", ...
+
+
+def claim(r: TaskRecord) -> bool:
+    """Start the next attempt of a waiting task; False (and no change) if it is no longer runnable."""
+    if not r.status.is_waiting() or r.cancel_requested:
+        return False
+    r.transition(TaskStatus.RUNNING, f"attempt {r.attempts + 1}")
+    r.attempts += 1
+    r.owner_pid = os.getpid()
+    r.next_attempt_at = None
+    r.progress = Progress(phase="starting", percent=r.progress.percent if r.attempts > 1 else 0.0)
+    return True
+
+
+def note_worker(r: TaskRecord, pid: int | None, started_at: float | None) -> None:
+    if r.status is TaskStatus.RUNNING:
+        r.worker_pid = pid
+        r.worker_started_at = started_at
+
+
+def save_progress(r: TaskRecord, progress: Progress) -> None:
+    if r.status is TaskStatus.RUNNING:
+        r.progress = progress
+
+
+def finish(r: TaskRecord, end: Ending) -> None:
+    """Record the end of an attempt: completed, cancelled, handed back, retried or failed."""
+    if r.status is not TaskStatus.RUNNING:  # another process ended it meanwhile; terminal is final
+        return
+    if end.progress is not None:
+        r.progress = end.progress
+    if end.kind == "result":
+        r.result = TaskResult.model_validate(end.payload)
+        r.error = None
+        r.progress = r.progress.model_copy(update={"percent": 100.0, "phase": "done", "eta_s": 0.0})
+        r.transition(TaskStatus.COMPLETED)
+    elif r.cancel_requested or end.cancelled:
+        r.cancel_requested = True
+        r.transition(TaskStatus.CANCELLED, "cancelled on request")
+    elif end.shutting_down:
+        r.transition(TaskStatus.QUEUED, "the server shut down; the task waits for the next start")
+        r.attempts = max(0, r.attempts - 1)  # a clean hand-back is not a failed attempt
+    elif end.kind == "error":
+        r.error = TaskError.model_validate(end.payload)
+        _retry_or_fail(r, r.error.kind.value)
+    else:
+        r.error = TaskError(
+            kind=ErrorKind.WORKER_LOST,
+            message=f"The worker process {end.exit_description} without reporting a result "
+            f"(attempt {r.attempts}).",
+            hint="Often the system ran out of memory; the task is retried while attempts remain.",
+        )
+        _retry_or_fail(r, "worker lost")
+
+
+def requeue_orphan(r: TaskRecord) -> None:
+    """A task left running by an owner that died: cancelled if that was asked for, else run again."""
+    if r.status is not TaskStatus.RUNNING:
+        return
+    if r.cancel_requested:
+        r.transition(TaskStatus.CANCELLED, "cancelled while its server was down")
+        return
+    r.error = TaskError(
+        kind=ErrorKind.WORKER_LOST,
+        message=f"The server stopped while attempt {r.attempts} was running.",
+        hint="It is retried automatically; a search resumes with its finished trials.",
+    )
+    # The server's death is not the task's fault: it runs again whatever its attempt count.
+    r.next_attempt_at = time.time()
+    r.transition(TaskStatus.RETRYING, "server restarted")
+
+
+def _retry_or_fail(r: TaskRecord, note: str) -> None:
+    assert r.error is not None
+    if r.error.kind.is_retryable() and r.attempts < r.max_attempts:
+        r.next_attempt_at = time.time() + RETRY_DELAY_S * r.attempts
+        r.transition(TaskStatus.RETRYING, note)
+    else:
+        if r.error.kind.is_retryable():
+            r.error.hint = f"Gave up after {r.attempts} attempts. Submit it again once the cause is fixed."
+        r.transition(TaskStatus.FAILED, note)
+
+
+def progress_or_none(payload: dict[str, Any]) -> Progress | None:
+    """A worker's progress report; a malformed one is logged and dropped, never fatal to the scheduler."""
+    try:
+        return Progress.model_validate(payload)
+    except ValidationError as exc:
+        log.warning("ignoring a malformed progress report: %s", exc)
+        return None

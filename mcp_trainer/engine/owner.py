@@ -1,0 +1,67 @@
+"""Ownership of a queue: exactly one process executes the tasks of a queue directory.
+
+The owner holds an exclusive `flock` on `.owner.lock`. The kernel drops the lock when that process dies,
+however it dies, so another process sharing the queue takes over; a marker file could not tell a dead
+owner from a live one. The lock file's content names the holder (pid, concurrency limit) for others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+
+from mcp_trainer.engine.layout import QueueLayout
+from mcp_trainer.engine.processes import pid_alive
+
+__all__ = ["OwnerInfo", "OwnerLock"]
+
+OwnerInfo = dict[str, int]
+
+
+class OwnerLock:
+    """A non-blocking exclusive flock on the queue's owner lock file."""
+
+    def __init__(self, layout: QueueLayout, limit: int) -> None:
+        self.path = layout.owner_lock
+        self.limit = limit
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; True while this process holds it. Never blocks."""
+        if self._fd is not None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "limit": self.limit}).encode(), 0)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def holder_info(self) -> OwnerInfo:
+        """The pid and concurrency limit the current owner wrote; empty when nobody owns the queue."""
+        try:
+            info = json.loads(self.path.read_text() or "{}")
+        except (FileNotFoundError, ValueError):
+            return {}
+        if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
+            return {}
+        if not pid_alive(info["pid"]):
+            return {}  # written by an owner that died; nobody executes until another takes over
+        return {k: v for k, v in info.items() if isinstance(v, int)}

@@ -1,0 +1,143 @@
+"""The worker process's side: isolate, log to the task's file, run the trainer, report, classify errors.
+
+Runs in a process forked from the forkserver (see local.py). Talks to its owner over one pipe:
+it sends ("started" | "progress" | "result" | "error" | "stopped", payload); it receives ("stop", {}).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from mcp_trainer.engine.failures import classify_exception
+from mcp_trainer.engine.layout import QueueLayout
+from mcp_trainer.errors import TrainerError
+from mcp_trainer.records import TaskRecord
+from mcp_trainer.trainers.base import StopRequested, WorkerContext
+from mcp_trainer.trainers.registry import load_trainer
+
+__all__ = ["job_main", "worker_main"]
+
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("mcp_trainer.engine.worker")
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent (the forkserver) dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _redirect_output(log_path: Path) -> None:
+    """Point fds 1 and 2 at the task's log: on stdio transport the server's stdout is the protocol."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+
+
+def _alive(pid: int) -> bool:
+    """A killed owner stays a zombie until its parent reaps it; a zombie cannot record anything."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _listen(conn: Connection, stop: threading.Event, parent_pid: int, owner_pid: int) -> None:
+    """Background thread: take stop requests; end the whole task if the owner is gone."""
+    while True:
+        try:
+            if conn.poll(0.2):
+                kind, _ = conn.recv()
+                if kind == "stop":
+                    stop.set()
+        except (EOFError, OSError):
+            # The owner closes its end only after this process has exited, so a closed pipe means the
+            # owner died: nobody can record this task, and a new owner will run it again.
+            os.killpg(0, signal.SIGKILL)
+        owner_gone = os.getppid() != parent_pid or not _alive(owner_pid)
+        if owner_gone:
+            # Nobody can record this task's outcome: stop at once rather than run twice beside a new owner.
+            os.killpg(0, signal.SIGKILL)
+
+
+def worker_main(conn: Connection, record_json: str, queue_dir: str, models_dir: str, owner_pid: int) -> None:
+    """Entry point of a worker process."""
+    os.setpgid(0, 0)
+    _die_with_parent()
+    parent_pid = os.getppid()
+    record = TaskRecord.model_validate_json(record_json)
+    layout = QueueLayout.at(queue_dir)
+    _redirect_output(layout.log_file(record.task_id))
+    stop = threading.Event()
+    threading.Thread(target=_listen, args=(conn, stop, parent_pid, owner_pid), daemon=True).start()
+    log.info(
+        "attempt %d of task %s (%s) in pid %d", record.attempts, record.task_id, record.task_type, os.getpid()
+    )
+    conn.send(("started", {"pid": os.getpid(), "at": time.time()}))
+    ctx = WorkerContext(
+        record=record,
+        models_dir=Path(models_dir),
+        work_dir=layout.work_path(record.task_id),
+        send=conn.send,
+        stop_event=stop,
+    )
+    try:
+        result = load_trainer(record.task_type).run(ctx)
+    except StopRequested:
+        log.info("stopped on request")
+        conn.send(("stopped", {}))
+    except BaseException as exc:
+        log.error("task failed:\n%s", "".join(traceback.format_exception(exc)))
+        conn.send(("error", classify_exception(exc).model_dump(mode="json")))
+    else:
+        log.info("completed: model %s", result.model_id)
+        conn.send(("result", result.model_dump(mode="json")))
+    finally:
+        logging.shutdown()
+        conn.close()
+
+
+def job_main(conn: Connection, target: str, kwargs: dict[str, Any]) -> None:
+    """Entry point of a short job process (e.g. a prediction): call `module:function`, send its result."""
+    os.setpgid(0, 0)
+    _die_with_parent()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # never write on the server's stdout (the protocol on stdio)
+    os.close(devnull)
+    try:
+        module_name, _, func_name = target.partition(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        result = func(**kwargs)
+    except TrainerError as exc:
+        conn.send(("error", {"message": exc.message, "hint": exc.hint}))
+    except Exception as exc:
+        conn.send(("error", {"message": f"{type(exc).__name__}: {exc}", "hint": None, "internal": True}))
+    else:
+        conn.send(("result", result))
+    finally:
+        conn.close()

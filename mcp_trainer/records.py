@@ -1,0 +1,196 @@
+"""Records the queue stores and the API returns: status, priority, progress, errors, task records."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mcp_trainer.specs import TaskSpec
+from mcp_trainer.specs.options import Priority
+
+__all__ = [
+    "ErrorKind",
+    "Priority",
+    "Progress",
+    "TaskError",
+    "TaskRecord",
+    "TaskResult",
+    "TaskStatus",
+    "TrainingProgress",
+    "Transition",
+]
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its lifecycle. The enum knows its own rules."""
+
+    QUEUED = "queued"  # waiting for a free slot
+    RUNNING = "running"  # a worker process is executing it
+    RETRYING = "retrying"  # an attempt failed in a retryable way; waits for its next attempt
+    COMPLETED = "completed"  # finished; the model is saved (terminal)
+    FAILED = "failed"  # ended with a classified error (terminal)
+    CANCELLED = "cancelled"  # stopped on request; not a failure (terminal)
+
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+    def is_waiting(self) -> bool:
+        """Queued or retrying: runnable once a slot is free."""
+        return self in (TaskStatus.QUEUED, TaskStatus.RETRYING)
+
+    def can_become(self, target: TaskStatus) -> bool:
+        return target in _ALLOWED[self]
+
+
+_TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+_ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED}),
+    # RUNNING -> QUEUED: the server shut down cleanly and handed the task back to the queue.
+    TaskStatus.RUNNING: frozenset(
+        {
+            TaskStatus.COMPLETED,
+            TaskStatus.FAILED,
+            TaskStatus.CANCELLED,
+            TaskStatus.RETRYING,
+            TaskStatus.QUEUED,
+        }
+    ),
+    TaskStatus.RETRYING: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+class ErrorKind(StrEnum):
+    """Why a task failed, so an agent can decide what to do next."""
+
+    OUT_OF_MEMORY = "out_of_memory"  # the worker ran out of RAM (or GPU memory)
+    DISK_FULL = "disk_full"  # no space left while writing checkpoints or artifacts
+    DATA_ERROR = "data_error"  # the data or the parameters cannot be trained on; fix the input
+    CUDA_ERROR = "cuda_error"  # the GPU driver or runtime failed
+    DIVERGENCE = "divergence"  # the loss became NaN or exploded
+    TIMEOUT = "timeout"  # the task ran past its time limit
+    WORKER_LOST = "worker_lost"  # the worker process died without saying why (killed, crashed)
+    INTERNAL = "internal"  # a bug in mcp-trainer; the message says where
+
+    def is_retryable(self) -> bool:
+        return self is ErrorKind.WORKER_LOST
+
+
+class TaskError(BaseModel):
+    """A classified, actionable error."""
+
+    kind: ErrorKind
+    message: str
+    hint: str | None = None
+
+
+class TrainingProgress(BaseModel):
+    """Step-level progress of a fine-tune."""
+
+    epoch: float = Field(description="epochs done, fractional")
+    n_epochs: float
+    step: int = Field(description="optimizer steps done")
+    total_steps: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_s: float | None = None
+    tokens_per_s: float | None = None
+    eval_loss: float | None = None
+    eval_metric: float | None = None
+    micro_batch: int | None = Field(None, description="examples per forward pass (halved on out-of-memory)")
+    gpu_memory_mb: float | None = Field(None, description="peak GPU memory of this attempt")
+    device: str | None = None
+
+
+class Progress(BaseModel):
+    """Numeric progress of a running task, as reported by its worker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    percent: Annotated[float, Field(ge=0, le=100)] = 0.0
+    # queued, starting, loading_data, searching, training, evaluating, reporting, saving, done
+    phase: str = "queued"
+    trial: int | None = None  # trials finished so far
+    n_trials: int | None = None
+    best_score: float | None = None
+    best_params: dict[str, Any] | None = None
+    eta_s: float | None = None
+    message: str | None = None
+    training: TrainingProgress | None = None  # fine-tunes only
+    updated_at: float | None = None
+
+
+class TaskResult(BaseModel):
+    """What a completed task produced."""
+
+    model_id: str
+    model_dir: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    cv_score: float | None = None
+    best_params: dict[str, Any] = Field(default_factory=dict)
+    n_trials_completed: int | None = None
+
+
+class Transition(BaseModel):
+    status: TaskStatus
+    at: float
+    note: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """One task as stored in `queue/<task_id>.json`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    task_id: str
+    name: str | None = None
+    user_id: str | None = None
+    priority: Priority = Priority.NORMAL
+    spec: TaskSpec
+    status: TaskStatus = TaskStatus.QUEUED
+    created_at: float = Field(default_factory=time.time)
+    created_ns: int = Field(default_factory=time.time_ns)
+    started_at: float | None = None  # start of the current (or last) attempt
+    finished_at: float | None = None
+    history: list[Transition] = Field(default_factory=list)
+    attempts: int = 0
+    max_attempts: int = 3
+    next_attempt_at: float | None = None
+    cancel_requested: bool = False
+    progress: Progress = Field(default_factory=Progress)
+    error: TaskError | None = None
+    result: TaskResult | None = None
+    worker_pid: int | None = None
+    worker_started_at: float | None = None  # the worker's create_time, to tell a reused pid apart
+    owner_pid: int | None = None
+
+    @property
+    def task_type(self) -> str:
+        return self.spec.task_type
+
+    def transition(self, target: TaskStatus, note: str | None = None, *, now: float | None = None) -> None:
+        """Move to `target`, recording when; raises ValueError for a move the lifecycle forbids."""
+        if not self.status.can_become(target):
+            raise ValueError(f"task {self.task_id}: {self.status.value} cannot become {target.value}")
+        at = time.time() if now is None else now
+        self.status = target
+        self.history.append(Transition(status=target, at=at, note=note))
+        if target is TaskStatus.RUNNING:
+            self.started_at = at
+            self.finished_at = None
+        if target.is_terminal():
+            self.finished_at = at
+            self.worker_pid = None
+        if target.is_waiting():
+            self.worker_pid = None
+            self.worker_started_at = None
+
+    def sort_key_waiting(self) -> tuple[int, int, str]:
+        """Order in which waiting tasks start: priority, then first come first served."""
+        return (self.priority.rank, self.created_ns, self.task_id)

@@ -1,0 +1,82 @@
+"""Building the MCP server: its configuration, its lifespan (one TrainingService), and its tools."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from mcp_trainer.server import catalog_tools, finetune_tools, model_tools, task_tools
+from mcp_trainer.service.core import DEFAULT_CONCURRENCY
+from mcp_trainer.service.training import TrainingService
+from mcp_trainer.version import __version__
+
+__all__ = ["INSTRUCTIONS", "ServerConfig", "build_server"]
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Runs real training jobs on this machine. Training never happens inside a tool call:
+1. submit_training_task returns a task_id at once; the task waits in a persistent queue.
+2. Poll get_task_status (or wait_for_task, which returns within 45 s) until status is completed,
+   failed or cancelled. Progress is numeric: percent, phase, trial i of n, best score, eta_s.
+3. On completion the status names model_id and held-out metrics; on failure it gives a classified error
+   with a hint. cancel_training_task stops a task for real. get_queue_status shows the load.
+scikit-learn models: submit_training_task. PyTorch fine-tunes of a local Hugging Face model:
+submit_finetune_task (GPU when there is one); then predict (classifiers) or generate (language models).
+Paths (data_source) are paths on the machine that runs this server."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    queue_dir: Path = Path("queue")
+    models_dir: Path = Path("trained_models")
+    max_concurrent: int = DEFAULT_CONCURRENCY
+    execute: bool = True
+    # On SIGTERM/SIGINT hand running tasks back to the queue, then exit. For a process that only serves
+    # (the CLI): a stdio server blocks in a read of stdin that no cancellation can interrupt.
+    exit_on_signal: bool = False
+
+
+async def _exit_on_signal(service: TrainingService) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("%s: handing running tasks back to the queue, then exiting", signal.Signals(signum).name)
+            await service.shutdown_workers()
+            logging.shutdown()
+            os._exit(0)
+
+
+def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingService]:
+    """The MCP server over a TrainingService built from `config` when a session starts."""
+    cfg = config or ServerConfig()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: MCPServer[TrainingService]) -> AsyncIterator[TrainingService]:
+        async with TrainingService(
+            cfg.queue_dir, cfg.models_dir, max_concurrent=cfg.max_concurrent, execute=cfg.execute
+        ) as service:
+            if not cfg.exit_on_signal:
+                yield service
+                return
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_exit_on_signal, service)
+                yield service
+                tg.cancel_scope.cancel()
+
+    tools = [
+        *task_tools.tools(),
+        *catalog_tools.tools(),
+        *model_tools.tools(),
+        *finetune_tools.tools(),
+    ]
+    return MCPServer(
+        "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools
+    )

@@ -1,0 +1,51 @@
+"""What the tool modules share: the typed request context, tool errors, the answer to a submission."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from mcp_trainer.errors import TrainerError
+from mcp_trainer.service.training import TrainingService
+from mcp_trainer.views.tasks import TaskStatusView
+
+__all__ = ["Ctx", "SubmitResult", "service_of", "submitted", "tool_errors"]
+
+# A tool's context: the lifespan's state is the TrainingService the server started (app.py).
+Ctx = Context[TrainingService, Any]
+
+
+class SubmitResult(BaseModel):
+    task_id: str
+    status: str
+    queue_position: int | None = Field(description="1 = next to start")
+    message: str
+
+
+@contextlib.contextmanager
+def tool_errors() -> Iterator[None]:
+    """Errors the caller can fix become tool errors (isError) with their actionable message."""
+    try:
+        yield
+    except TrainerError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def service_of(ctx: Ctx) -> TrainingService:
+    """The TrainingService the server's lifespan started."""
+    return ctx.request_context.lifespan_context
+
+
+def submitted(view: TaskStatusView) -> SubmitResult:
+    """The answer to a submission: the task id, where it waits, and what to call next."""
+    return SubmitResult(
+        task_id=view.task_id,
+        status=view.status.value,
+        queue_position=view.queue_position,
+        message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
+    )

@@ -1,0 +1,1 @@
+"""The Python API (`TrainingService`), the same core the MCP server uses."""

@@ -1,0 +1,184 @@
+"""The model half of the Python API: list, describe, report on, predict with, generate with and delete
+saved models. Files are read in worker threads; models are loaded only in job processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_trainer.artifacts.model_dir import (
+    REPORTS_DIR,
+    delete_model_dir,
+    list_metadata,
+    model_dir,
+    read_metadata,
+)
+from mcp_trainer.artifacts.reports import MAX_REPORT_BYTES, load_report
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.ids import check_model_id
+from mcp_trainer.offload import off_loop
+from mcp_trainer.preflight.finetune import MAX_NEW_TOKENS, check_finetune_installed
+from mcp_trainer.service.core import ServiceCore
+from mcp_trainer.service.paging import check_limit
+from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES
+from mcp_trainer.specs.sources import parse_source
+from mcp_trainer.views.models import Generation, ModelInfo, ModelPage, ModelReport, ModelSummary, Predictions
+
+__all__ = ["MAX_PREDICT_ROWS", "ModelMethods"]
+
+MAX_PREDICT_ROWS = 10_000
+_TABULAR_PREDICT = "mcp_trainer.trainers.tabular.predict:predict"
+_TEXT_PREDICT = "mcp_trainer.trainers.finetune.infer:predict_text"
+_GENERATE = "mcp_trainer.trainers.finetune.infer:generate"
+
+
+class ModelMethods(ServiceCore):
+    """Saved models: listings, metadata, reports, predictions, generations, deletion."""
+
+    async def list_models(
+        self,
+        *,
+        task_type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> ModelPage:
+        """Saved models newest first, filtered, one page at a time (pass `next_cursor` back as `cursor`)."""
+        check_limit(limit)
+        if cursor is not None:
+            check_model_id(cursor)
+        metas = [
+            m
+            for m in await off_loop(list_metadata, self.models_dir)
+            if (task_type is None or m.get("task_type") == task_type)
+            and (user_id is None or m.get("user_id") == user_id)
+        ]
+        start = 0
+        if cursor is not None:
+            start = next((i + 1 for i, m in enumerate(metas) if m["model_id"] == cursor), 0)
+            if start == 0:
+                raise InvalidInputError("cursor names no listed model.", "Omit it to start from the newest.")
+        page = metas[start : start + limit]
+        more = start + limit < len(metas)
+        return ModelPage(
+            models=[ModelSummary.of(m) for m in page],
+            total=len(metas),
+            next_cursor=page[-1]["model_id"] if more and page else None,
+        )
+
+    async def model_info(self, model_id: str) -> ModelInfo:
+        """Metadata and metrics of a saved model; raises InvalidInputError for an unknown id."""
+        check_model_id(model_id)
+
+        def read() -> ModelInfo:
+            meta = read_metadata(self.models_dir, model_id)
+            reports_dir = model_dir(self.models_dir, model_id) / REPORTS_DIR
+            reports = sorted(p.name for p in reports_dir.iterdir()) if reports_dir.is_dir() else []
+            return ModelInfo.full(meta, reports)
+
+        return await off_loop(read)
+
+    async def model_report(
+        self, model_id: str, plots: list[str] | None = None, *, max_bytes: int = MAX_REPORT_BYTES
+    ) -> tuple[ModelReport, dict[str, bytes]]:
+        """A model's readable summary and its report plots: the report, and the PNG bytes of the plots it
+        carries by plot name. `plots` picks some (None: all, []: none); beyond `max_bytes` in total the
+        rest are listed but left out, and `note` says how to ask for them. Raises InvalidInputError for
+        an unknown model or plot name."""
+        check_model_id(model_id)
+        return await off_loop(lambda: load_report(self.models_dir, model_id, plots, max_bytes=max_bytes))
+
+    async def delete_model(self, model_id: str) -> None:
+        """Remove a saved model's directory; raises InvalidInputError for an unknown id."""
+        await off_loop(delete_model_dir, self.models_dir, check_model_id(model_id))
+
+    async def predict(
+        self,
+        model_id: str,
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        data_source: str | None = None,
+        timeout_s: float = 40.0,
+    ) -> Predictions:
+        """Predict with a saved model in a separate process (the model file is checked against its sha256)."""
+        check_model_id(model_id)
+        if (rows is None) == (data_source is None):
+            raise InvalidInputError("Give either rows or data_source, not both and not neither.")
+        if rows is not None and not rows:
+            raise InvalidInputError("rows is empty; give at least one row.")
+        if rows is not None and len(rows) > MAX_PREDICT_ROWS:
+            raise InvalidInputError(
+                f"{len(rows)} rows is more than the {MAX_PREDICT_ROWS} one call predicts.", "Split them."
+            )
+        target, data_source = await off_loop(self._prediction_target, model_id, data_source)
+        out = await self._parts().executor.run_job(
+            target,
+            {
+                "models_dir": str(self.models_dir),
+                "model_id": model_id,
+                "rows": rows,
+                "data_source": data_source,
+            },
+            max(timeout_s, 120.0) if target == _TEXT_PREDICT else timeout_s,
+        )
+        return Predictions.model_validate(out)
+
+    def _prediction_target(self, model_id: str, data_source: str | None) -> tuple[str, str | None]:
+        """Which job predicts with this model, and the absolute data file (blocking)."""
+        meta = read_metadata(self.models_dir, model_id)  # a clear error if unknown
+        target = _TABULAR_PREDICT
+        if meta.get("task_type") in FINETUNE_TASK_TYPES:
+            if meta.get("task_type") != "text_classification_finetune":
+                raise InvalidInputError(
+                    f"Model {model_id} is a {meta.get('task_type')} model, which generates text.",
+                    "Use generate for it; predict is for classifiers and regressors.",
+                )
+            check_finetune_installed()
+            target = _TEXT_PREDICT
+        if data_source is not None:
+            source = parse_source(data_source)
+            if source.path is not None:
+                data_source = str(source.path.resolve())
+                if not source.path.is_file():
+                    raise InvalidInputError(f"data_source {data_source!r} does not exist.")
+        return target, data_source
+
+    async def generate(
+        self,
+        model_id: str,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        timeout_s: float = 120.0,
+    ) -> Generation:
+        """A short completion from a causal LM fine-tune, computed in a separate process."""
+        check_model_id(model_id)
+        if not prompt:
+            raise InvalidInputError("prompt is empty.", "Give the text to continue.")
+        if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+            raise InvalidInputError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}.")
+        if not (0.0 <= temperature <= 5.0 and 0.0 < top_p <= 1.0):
+            raise InvalidInputError("temperature must be in [0, 5] and top_p in (0, 1].")
+        await off_loop(self._check_generator, model_id)
+        args = {
+            "models_dir": str(self.models_dir),
+            "model_id": model_id,
+            "prompt": prompt,
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+        }
+        return Generation.model_validate(await self._parts().executor.run_job(_GENERATE, args, timeout_s))
+
+    def _check_generator(self, model_id: str) -> None:
+        meta = read_metadata(self.models_dir, model_id)
+        if meta.get("task_type") != "causal_lm_finetune":
+            raise InvalidInputError(
+                f"Model {model_id} is a {meta.get('task_type')} model; "
+                "generate needs a causal_lm_finetune model.",
+                "Use predict for classifiers; list_models shows each model's task type.",
+            )
+        check_finetune_installed()

@@ -1,0 +1,321 @@
+"""The task half of the Python API: submit, read, list, cancel and wait for tasks.
+
+Every read or write of a task file runs in a worker thread (`off_loop`): the store blocks on the disk
+and on the queue-wide lock, and another process may be scanning or writing the same directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+from pydantic import ValidationError
+
+from mcp_trainer.engine.order import runnable_order
+from mcp_trainer.errors import (
+    InvalidInputError,
+    InvalidStateError,
+    TrainerError,
+    closest,
+    describe_validation_error,
+)
+from mcp_trainer.ids import check_task_id, new_task_id
+from mcp_trainer.machine import machine_status
+from mcp_trainer.offload import off_loop
+from mcp_trainer.polling import poll_until
+from mcp_trainer.preflight.finetune import check_finetune
+from mcp_trainer.preflight.tabular import check_dataset
+from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
+from mcp_trainer.service.core import ServiceCore
+from mcp_trainer.service.paging import check_limit, decode_cursor, encode_cursor
+from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
+from mcp_trainer.specs.finetune import FinetuneSpec
+from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.sources import parse_source
+from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
+
+__all__ = ["ProgressCallback", "TaskMethods"]
+
+ProgressCallback = Callable[[TaskStatusView], Awaitable[None]]
+MAX_LOG_LINES = 5000
+_WAIT_POLL_S = 0.1
+
+
+class TaskMethods(ServiceCore):
+    """Submit, read, list, cancel and wait for tasks."""
+
+    # Derived orders, recomputed only when the store's cache changed (its `version`), so that reads stay
+    # fast with many thousands of task files.
+    _newest: tuple[int, list[TaskRecord]] | None = None
+    _positions: tuple[int, dict[str, int]] | None = None
+
+    async def submit(
+        self,
+        spec: Mapping[str, Any] | AnySpec,
+        *,
+        name: str | None = None,
+        user_id: str | None = None,
+        priority: Priority | str = Priority.NORMAL,
+        max_attempts: int = 3,
+    ) -> TaskStatusView:
+        """Validate the spec and its data, persist the task, and return its status at once.
+
+        Raises InvalidInputError (nothing is written) when the task type, a parameter or the data is unusable.
+        """
+        parts = self._parts()
+        task_spec = parse_spec(spec)
+        options = _options(name=name, user_id=user_id, priority=priority, max_attempts=max_attempts)
+        task_spec = await off_loop(_checked, task_spec)
+        now = time.time()
+        record = TaskRecord(
+            task_id=new_task_id(now),
+            name=options.name,
+            user_id=options.user_id,
+            priority=options.priority,
+            spec=task_spec,
+            created_at=now,
+            max_attempts=options.max_attempts,
+        )
+        record.history.append(Transition(status=TaskStatus.QUEUED, at=now, note="submitted"))
+        try:
+            await off_loop(parts.store.create, record)
+        except OSError as exc:
+            raise TrainerError(
+                f"The task could not be saved in {parts.store.root}: {exc.strerror or exc}.",
+                "Free disk space or fix the queue directory's permissions, then submit again.",
+            ) from None
+        parts.scheduler.wake()
+        return await off_loop(self._view, record)
+
+    # -- read ----------------------------------------------------------------------------------------
+
+    async def record(self, task_id: str) -> TaskRecord:
+        """The full stored record of a task, with live progress where this process runs it."""
+        return await off_loop(self._record, task_id)
+
+    async def status(self, task_id: str) -> TaskStatusView:
+        """Compact numeric status; raises InvalidInputError or TaskNotFoundError for a bad id."""
+        return await off_loop(lambda: self._view(self._record(task_id)))
+
+    def _record(self, task_id: str) -> TaskRecord:
+        return self._live(self._parts().store.get(check_task_id(task_id)))
+
+    def _live(self, record: TaskRecord) -> TaskRecord:
+        live = self._parts().scheduler.live_progress(record.task_id)
+        if live is not None and record.status is TaskStatus.RUNNING:
+            return record.model_copy(update={"progress": live})
+        return record
+
+    def _view(self, record: TaskRecord) -> TaskStatusView:
+        return TaskStatusView.of(record, queue_position=self._queue_positions().get(record.task_id))
+
+    def _newest_first(self) -> list[TaskRecord]:
+        store = self._parts().store
+        newest = self._newest
+        if newest is None or newest[0] != store.version:
+            version = store.version
+            records = sorted(store.cached(), key=lambda r: (r.created_ns, r.task_id), reverse=True)
+            self._newest = newest = (version, records)
+        return newest[1]
+
+    def _queue_positions(self) -> dict[str, int]:
+        """1-based start order of every waiting task."""
+        store = self._parts().store
+        positions = self._positions
+        if positions is None or positions[0] != store.version:
+            version = store.version
+            order = runnable_order(store.waiting(), float("inf"))
+            self._positions = positions = (version, {r.task_id: i + 1 for i, r in enumerate(order)})
+        return positions[1]
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | str | None = None,
+        task_type: str | None = None,
+        user_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """Tasks newest first, filtered, one page at a time (pass `next_cursor` back as `cursor`)."""
+        check_limit(limit)
+        wanted = _parse_status(status)
+        if task_type is not None and task_type not in TASK_TYPES:
+            guess = closest(task_type, TASK_TYPES)
+            raise InvalidInputError(
+                f"Unknown task_type {task_type!r}" + (f" (did you mean {guess!r}?)." if guess else "."),
+                f"Known types: {', '.join(TASK_TYPES)}.",
+            )
+        after = decode_cursor(cursor) if cursor else None
+
+        def page() -> TaskPage:
+            self._parts().store.refresh()
+            waiting = self._queue_positions()
+            records = [
+                r
+                for r in self._newest_first()
+                if (wanted is None or r.status is wanted)
+                and (task_type is None or r.task_type == task_type)
+                and (user_id is None or r.user_id == user_id)
+            ]
+            total = len(records)
+            if after is not None:
+                records = [r for r in records if (r.created_ns, r.task_id) < after]
+            shown = records[:limit]
+            views = [TaskStatusView.of(self._live(r), queue_position=waiting.get(r.task_id)) for r in shown]
+            more = len(records) > limit
+            return TaskPage(
+                tasks=views, total=total, next_cursor=encode_cursor(shown[-1]) if more and shown else None
+            )
+
+        return await off_loop(page)
+
+    async def queue_status(self) -> QueueStatus:
+        """True counts from the task files, the limit, who executes, and the machine's load."""
+        return await off_loop(self._queue_status)
+
+    def _queue_status(self) -> QueueStatus:
+        parts = self._parts()
+        records = parts.store.all()
+        counts = {s.value: 0 for s in TaskStatus}
+        for r in records:
+            counts[r.status.value] += 1
+        owner = parts.scheduler.owner_info()
+        executes = parts.scheduler.is_owner
+        limit = self.max_concurrent if executes else owner.get("limit", self.max_concurrent)
+        return QueueStatus(
+            running=counts[TaskStatus.RUNNING.value],
+            queued=counts[TaskStatus.QUEUED.value] + counts[TaskStatus.RETRYING.value],
+            concurrency_limit=int(limit),
+            counts=counts,
+            running_tasks=sorted(r.task_id for r in records if r.status is TaskStatus.RUNNING),
+            next_up=[r.task_id for r in runnable_order(parts.store.waiting(), float("inf"))[:5]],
+            owner_pid=owner.get("pid"),
+            this_process_executes=executes,
+            queue_dir=str(self.queue_dir),
+            models_dir=str(self.models_dir),
+            machine=machine_status(self.models_dir),
+        )
+
+    async def logs(self, task_id: str, tail: int = 100) -> list[str]:
+        """The last `tail` lines the task's worker logged (all attempts)."""
+        store = self._parts().store
+        await off_loop(store.get, check_task_id(task_id))
+        if not 1 <= tail <= MAX_LOG_LINES:
+            raise InvalidInputError(f"tail must be between 1 and {MAX_LOG_LINES} (got {tail}).")
+        path = store.layout.log_file(task_id)
+        try:
+            size = (await off_loop(path.stat)).st_size
+        except FileNotFoundError:
+            return []
+        window = min(size, max(64 * 1024, tail * 400))
+        async with aiofiles.open(path, "rb") as f:
+            await f.seek(size - window)
+            data: bytes = await f.read()
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        if window < size:
+            lines = lines[1:]  # the first line of the window may be cut
+        return lines[-tail:]
+
+    # -- change and wait -----------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, *, wait_s: float = 10.0) -> TaskStatusView:
+        """Cancel a task. A waiting one is cancelled at once and never starts; a running one is stopped
+        (cooperatively, then SIGTERM, then SIGKILL to its process group) before this returns, or within
+        `wait_s` when another process runs it. Raises InvalidStateError for a finished task."""
+        parts = self._parts()
+        check_task_id(task_id)
+        _, before = await off_loop(parts.store.update, task_id, _request_cancel)
+        if before is TaskStatus.RUNNING:
+            if task_id in parts.scheduler.running_ids():
+                await parts.scheduler.stop_task(task_id)
+            else:
+                parts.scheduler.wake()
+
+                async def ended() -> bool:
+                    return (await off_loop(parts.store.get, task_id)).status.is_terminal()
+
+                await poll_until(ended, interval_s=0.05, timeout_s=wait_s)
+        return await self.status(task_id)
+
+    async def wait(
+        self, task_id: str, timeout_s: float, on_progress: ProgressCallback | None = None
+    ) -> TaskStatusView:
+        """Return when the task has ended or after `timeout_s`, whichever is first, with its status.
+
+        `on_progress` is awaited whenever the progress changes. Cancelling the wait leaves the task running.
+        """
+        if timeout_s < 0:
+            raise InvalidInputError("timeout_s must not be negative.")
+        await self.status(task_id)  # a bad id fails now, not at the timeout
+        last: list[tuple[Any, ...] | None] = [None]
+
+        async def ended() -> bool:
+            view = await self.status(task_id)
+            if view.status.is_terminal():
+                return True
+            key = (view.status, view.progress, view.phase, view.trial)
+            if on_progress is not None and key != last[0]:
+                last[0] = key
+                await on_progress(view)
+            return False
+
+        await poll_until(ended, interval_s=_WAIT_POLL_S, timeout_s=timeout_s)
+        return await self.status(task_id)
+
+    async def drain(self, timeout_s: float = 300.0) -> None:
+        """Wait until no task is waiting or running (for scripts and tests); raises TimeoutError."""
+        store = self._parts().store
+
+        async def idle() -> bool:
+            return all(r.status.is_terminal() for r in await off_loop(store.all))
+
+        if not await poll_until(idle, interval_s=0.05, timeout_s=timeout_s):
+            raise TimeoutError(f"tasks were still waiting or running after {timeout_s:g} s")
+
+
+def _request_cancel(r: TaskRecord) -> TaskStatus:
+    if r.status.is_terminal():
+        raise InvalidStateError(
+            f"Task {r.task_id} is already {r.status.value}; only queued or running tasks can be cancelled.",
+            "Nothing was changed." + (" Its model stays available." if r.result else ""),
+        )
+    before = r.status
+    r.cancel_requested = True
+    if r.status.is_waiting():
+        r.transition(TaskStatus.CANCELLED, "cancelled before it started")
+    return before
+
+
+def _options(**given: Any) -> SubmitOptions:
+    try:
+        return SubmitOptions.model_validate(given)
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, SubmitOptions.model_fields)
+        raise InvalidInputError(f"Invalid parameters: {detail}.") from None
+
+
+def _checked(spec: AnySpec) -> AnySpec:
+    """The spec with absolute paths, once its data passed the checks (blocking: run in a thread)."""
+    if isinstance(spec, FinetuneSpec):
+        return check_finetune(spec)
+    if parse_source(spec.data_source).path is not None:
+        spec = spec.model_copy(update={"data_source": str(Path(spec.data_source).expanduser().resolve())})
+    check_dataset(spec)
+    return spec
+
+
+def _parse_status(status: TaskStatus | str | None) -> TaskStatus | None:
+    if status is None:
+        return None
+    try:
+        return TaskStatus(status)
+    except ValueError:
+        guess = closest(str(status), [s.value for s in TaskStatus])
+        raise InvalidInputError(
+            f"status {status!r} is not a task status" + (f" (did you mean {guess!r}?)." if guess else "."),
+            f"Use one of: {', '.join(s.value for s in TaskStatus)}.",
+        ) from None

@@ -1,0 +1,107 @@
+"""`TrainingService`: the Python API, and the core the MCP server is a thin face over::
+
+    async with TrainingService("queue", "trained_models") as svc:
+        task = await svc.submit({"task_type": "svm_classification", "data_source": "/data/iris.csv",
+                                 "target_column": "species"})
+        done = await svc.wait(task.task_id, timeout_s=600)
+
+Every method is a coroutine and never blocks the event loop on the disk or on training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import anyio
+
+from mcp_trainer.engine.layout import QueueLayout
+from mcp_trainer.engine.local import ProcessExecutor
+from mcp_trainer.engine.scheduler import Scheduler
+from mcp_trainer.engine.store import TaskStore
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.offload import off_loop
+from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
+from mcp_trainer.service.models import ModelMethods
+from mcp_trainer.service.tasks import TaskMethods
+
+__all__ = ["DEFAULT_CONCURRENCY", "TrainingService"]
+
+
+class TrainingService(TaskMethods, ModelMethods):
+    """A training queue in `queue_dir` whose models go to `models_dir`.
+
+    With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
+    processes, at most `max_concurrent` at once. Any number of services may share one queue directory;
+    all of them can submit, read and cancel.
+    """
+
+    def __init__(
+        self,
+        queue_dir: str | os.PathLike[str] = "queue",
+        models_dir: str | os.PathLike[str] = "trained_models",
+        *,
+        max_concurrent: int = DEFAULT_CONCURRENCY,
+        execute: bool = True,
+        poll_interval_s: float = 0.5,
+        warm_up: bool = True,
+    ) -> None:
+        if max_concurrent < 1:
+            raise InvalidInputError("max_concurrent must be at least 1.")
+        self.queue_dir = Path(queue_dir).expanduser().resolve()
+        self.models_dir = Path(models_dir).expanduser().resolve()
+        self.max_concurrent = max_concurrent
+        self.execute = execute
+        self.poll_interval_s = poll_interval_s
+        self._warm_up = warm_up
+        self._parts_or_none: Parts | None = None
+        self._exit: contextlib.AsyncExitStack | None = None
+
+    async def __aenter__(self) -> Self:
+        layout = QueueLayout.at(self.queue_dir)
+        await off_loop(lambda: self.models_dir.mkdir(parents=True, exist_ok=True))
+        store = await off_loop(TaskStore, layout)
+        await off_loop(store.refresh)
+        executor = ProcessExecutor(layout, self.models_dir)
+        scheduler = Scheduler(
+            store, executor, limit=self.max_concurrent, poll_interval_s=self.poll_interval_s
+        )
+        self._parts_or_none = Parts(store, scheduler, executor)
+        self._exit = contextlib.AsyncExitStack()
+        if self.execute:
+            tg = await self._exit.enter_async_context(anyio.create_task_group())
+            self._exit.callback(tg.cancel_scope.cancel)
+            tg.start_soon(scheduler.run, self._warm_up)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        parts = self._parts()
+        assert self._exit is not None
+        with anyio.CancelScope(shield=True):
+            await parts.scheduler.shutdown()
+        await self._exit.__aexit__(exc_type, exc, tb)
+        parts.store.close()
+        self._parts_or_none = None
+
+    async def shutdown_workers(self) -> None:
+        """Stop every task this process runs and hand it back to the queue (it resumes at the next start)."""
+        await self._parts().scheduler.shutdown()
+
+    async def warm_up(self) -> None:
+        """Start the worker forkserver (and its imports of the training stack) now, not on the first task."""
+        await off_loop(self._parts().executor.warm_up)
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this process executes the queue's tasks now."""
+        return self._parts_or_none is not None and self._parts_or_none.scheduler.is_owner
+
+    @property
+    def peak_running(self) -> int:
+        """The most tasks this process has run at once since it started."""
+        return self._parts().scheduler.peak_running

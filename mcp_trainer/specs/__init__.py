@@ -1,0 +1,42 @@
+"""What a caller asks for, validated before a task exists: one pydantic spec per family of task types.
+
+`tabular` (scikit-learn searches), `finetune` (PyTorch fine-tunes), `spaces` (model families and their
+search spaces), `sources` (what a `data_source` names), `options` (how a task is queued). The MCP tools'
+input schemas are generated from these models, so they are the one source of truth for every parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError
+
+from mcp_trainer.errors import InvalidInputError, closest, describe_validation_error
+from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES, FinetuneSpec
+from mcp_trainer.specs.tabular import TABULAR_TASK_TYPES, TabularSpec
+
+__all__ = ["FINETUNE_TASK_TYPES", "TABULAR_TASK_TYPES", "TASK_TYPES", "AnySpec", "TaskSpec", "parse_spec"]
+
+AnySpec = TabularSpec | FinetuneSpec
+TaskSpec = Annotated[AnySpec, Field(discriminator="task_type")]
+TASK_TYPES: tuple[str, ...] = TABULAR_TASK_TYPES + FINETUNE_TASK_TYPES
+
+
+def parse_spec(spec: Mapping[str, Any] | AnySpec) -> AnySpec:
+    """The spec model for `spec`'s task type, validated; InvalidInputError says what is wrong in words."""
+    if isinstance(spec, TabularSpec | FinetuneSpec):
+        return spec
+    task_type = spec.get("task_type")
+    model: type[AnySpec] = FinetuneSpec if task_type in FINETUNE_TASK_TYPES else TabularSpec
+    if task_type not in TASK_TYPES:
+        guess = closest(task_type, TASK_TYPES) if isinstance(task_type, str) else None
+        raise InvalidInputError(
+            f"Unknown task_type {task_type!r}" + (f" (did you mean {guess!r}?)." if guess else "."),
+            f"Use one of: {', '.join(TASK_TYPES)}.",
+        )
+    try:
+        return model.model_validate(dict(spec))
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, model.model_fields)
+        raise InvalidInputError(f"Invalid parameters: {detail.rstrip('.?')}.") from None

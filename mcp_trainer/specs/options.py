@@ -1,0 +1,44 @@
+"""How a task is queued, whatever it trains: its label, owner, priority and attempts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Priority", "SubmitOptions"]
+
+
+class Priority(StrEnum):
+    """Scheduling class; first come, first served within one class."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+class SubmitOptions(BaseModel):
+    """The queueing options every submit tool takes beside its spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, description="A label for humans."
+    )
+    user_id: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, description="Who the task is for; the list tools filter on it."
+    )
+    priority: Priority = Field(
+        default=Priority.NORMAL, description="Queue class; first come, first served within one."
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        default=3, description="Attempts in all when a worker dies unexpectedly."
+    )

@@ -1,0 +1,83 @@
+"""Batch prediction with a saved model, run in a worker process (it unpickles and imports scikit-learn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from mcp_trainer.artifacts.model_dir import verified_model_file
+from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.specs.sources import parse_source
+from mcp_trainer.trainers.tabular.data import as_category_strings, read_frame
+
+__all__ = ["MAX_PREDICT_ROWS", "predict"]
+
+MAX_PREDICT_ROWS = 10_000
+
+
+def _plain(values: Any) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source: str | None) -> pd.DataFrame:
+    features: list[str] = meta["features"]["names"]
+    if rows is not None:
+        frame = pd.DataFrame(rows)
+        extra = sorted(set(frame.columns) - set(features))
+        if extra:
+            raise InvalidInputError(
+                f"Rows have columns the model was not trained on: {extra}.", f"Its features are: {features}."
+            )
+    else:
+        assert data_source is not None
+        frame = read_frame(parse_source(data_source))
+        frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"Missing feature columns: {missing}.", f"The model needs: {features}.")
+    frame = frame[features].copy()
+    for name, kind in meta["features"]["types"].items():
+        if kind != "numeric":
+            frame[name] = as_category_strings(frame[name])
+            continue
+        converted = pd.to_numeric(frame[name], errors="coerce")
+        bad = frame[name][converted.isna() & frame[name].notna()]
+        if len(bad):
+            raise InvalidInputError(
+                f"Feature {name!r} must be numeric; got {bad.iloc[0]!r} (row {int(bad.index[0])}).",
+                "Send numbers (or null for a missing value) in that column.",
+            )
+        frame[name] = converted.astype("float64")
+    return frame
+
+
+def predict(
+    models_dir: str, model_id: str, rows: list[dict[str, Any]] | None, data_source: str | None
+) -> dict[str, Any]:
+    """Predictions (and class probabilities where the model has them) for rows or a data source."""
+    path, meta = verified_model_file(Path(models_dir), model_id)
+    model = joblib.load(path)
+    frame = _frame(meta, rows, data_source)
+    if len(frame) > MAX_PREDICT_ROWS:
+        raise InvalidInputError(
+            f"{len(frame)} rows is more than the {MAX_PREDICT_ROWS} one call predicts.", "Split the data."
+        )
+    predictions = model.predict(frame)
+    out: dict[str, Any] = {"model_id": model_id, "n_rows": len(frame), "classes": None, "probabilities": None}
+    if predictions.ndim == 2:
+        out["predictions"] = [_plain(row) for row in predictions]
+    else:
+        out["predictions"] = _plain(predictions)
+    if meta.get("classes") is not None:
+        out["classes"] = meta["classes"]
+        try:
+            proba = model.predict_proba(frame)
+        except AttributeError:  # e.g. an SVC trained without probability estimates
+            proba = None
+        if proba is not None:
+            out["probabilities"] = [[round(float(p), 6) for p in row] for row in proba]
+    return out

@@ -1,0 +1,108 @@
+"""What a trained tabular model's directory says about it: held-out metrics, metadata.json, summary.md."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import sklearn
+from sklearn import metrics as skm
+
+from mcp_trainer.specs.tabular import TabularSpec
+from mcp_trainer.trainers.base import WorkerContext
+from mcp_trainer.trainers.tabular.data import TabularData
+
+__all__ = ["held_out_metrics", "metadata_for", "summary_markdown"]
+
+
+def held_out_metrics(spec: TabularSpec, y: Any, pred: Any, scores: Any) -> dict[str, float]:
+    if spec.is_classification:
+        out = {
+            "accuracy": skm.accuracy_score(y, pred),
+            "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+            "f1_macro": skm.f1_score(y, pred, average="macro", zero_division=0),
+            "precision_macro": skm.precision_score(y, pred, average="macro", zero_division=0),
+            "recall_macro": skm.recall_score(y, pred, average="macro", zero_division=0),
+        }
+        if len(np.unique(y)) == 2 and scores is not None and np.ndim(scores) == 1:
+            out["roc_auc"] = skm.roc_auc_score(y, scores)
+    else:
+        out = {
+            "r2": skm.r2_score(y, pred),
+            "mae": skm.mean_absolute_error(y, pred),
+            "rmse": math.sqrt(skm.mean_squared_error(y, pred)),
+        }
+    return {k: round(float(v), 6) for k, v in out.items()}
+
+
+def metadata_for(
+    ctx: WorkerContext,
+    spec: TabularSpec,
+    data: TabularData,
+    best_params: dict[str, Any],
+    cv_score: float | None,
+    held_out: dict[str, float],
+    n_trials: int | None,
+) -> dict[str, Any]:
+    """metadata.json of the model: the task, its parameters, the results, the data and the versions."""
+    record = ctx.record
+    return {
+        "model_id": ctx.model_id,
+        "task_id": record.task_id,
+        "task_type": spec.task_type,
+        "name": record.name,
+        "user_id": record.user_id,
+        "created_at": time.time(),
+        "parameters": spec.model_dump(mode="json"),
+        "best_params": best_params,
+        "scoring": spec.effective_scoring,
+        "cv_score": cv_score,
+        "n_trials_completed": n_trials,
+        "metrics": held_out,
+        "features": {
+            "names": data.numeric + data.categorical,
+            "types": {
+                **dict.fromkeys(data.numeric, "numeric"),
+                **dict.fromkeys(data.categorical, "categorical"),
+            },
+        },
+        "target": data.targets,
+        "classes": None if data.classes is None else [_plain(c) for c in data.classes],
+        "data": {"source": spec.data_source, "sha256": data.sha256},
+        "versions": {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "optuna": optuna.__version__,
+            "pandas": pd.__version__,
+            "numpy": np.__version__,
+        },
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def summary_markdown(model_id: str, spec: TabularSpec, meta: dict[str, Any]) -> str:
+    """The head of reports/summary.md: task, data, best parameters, CV score and held-out metrics."""
+    lines = [
+        f"# {model_id}",
+        "",
+        f"- Task: `{meta['task_id']}` ({spec.task_type}), target {', '.join(meta['target'])}",
+        f"- Data: `{meta['data']['source']}` "
+        f"({meta['rows']['train']} train rows, {meta['rows']['test']} held out)",
+        f"- Best parameters: {meta['best_params']}",
+    ]
+    if meta["cv_score"] is not None:
+        lines.append(
+            f"- Cross-validated {meta['scoring']}: {meta['cv_score']} "
+            f"over {meta['n_trials_completed']} trials"
+        )
+    lines += ["", "## Held-out metrics", ""]
+    lines += [f"- {k}: {v}" for k, v in meta["metrics"].items()]
+    return "\n".join(lines) + "\n"

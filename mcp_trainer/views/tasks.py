@@ -1,0 +1,124 @@
+"""Compact, numeric views of tasks and of the queue: what the API and the MCP tools return."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mcp_trainer.machine import MachineStatus
+from mcp_trainer.records import Priority, TaskError, TaskRecord, TaskStatus, TrainingProgress
+
+__all__ = ["QueueStatus", "TaskPage", "TaskStatusView", "iso"]
+
+
+def iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+class TaskStatusView(BaseModel):
+    """A task as an agent reads it: status, numeric progress, and the result or the error."""
+
+    task_id: str
+    name: str | None
+    task_type: str
+    user_id: str | None
+    priority: Priority
+    status: TaskStatus
+    queue_position: int | None = Field(None, description="1 = next to start; only while waiting")
+    progress: float = Field(description="overall percent, 0-100")
+    phase: str
+    trial: int | None = None
+    n_trials: int | None = None
+    best_score: float | None = None
+    best_params: dict[str, Any] | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    training: TrainingProgress | None = Field(
+        None, description="fine-tunes: epoch, step of total, loss, learning rate, throughput, GPU memory"
+    )
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    model_id: str | None = None
+    metrics: dict[str, float] | None = None
+    cv_score: float | None = None
+    error: TaskError | None = None
+    next_attempt_at: str | None = None
+
+    @classmethod
+    def of(
+        cls, r: TaskRecord, *, queue_position: int | None = None, now: float | None = None
+    ) -> TaskStatusView:
+        now = time.time() if now is None else now
+        p = r.progress
+        elapsed = None
+        if r.started_at is not None and not r.status.is_waiting():
+            elapsed = round((r.finished_at or now) - r.started_at, 2)
+        shows_error = r.status in (TaskStatus.FAILED, TaskStatus.RETRYING)
+        if r.status is TaskStatus.RUNNING:
+            phase = p.phase
+        elif r.status is TaskStatus.COMPLETED:
+            phase = "done"
+        else:
+            phase = r.status.value
+        return cls(
+            task_id=r.task_id,
+            name=r.name,
+            task_type=r.task_type,
+            user_id=r.user_id,
+            priority=r.priority,
+            status=r.status,
+            queue_position=queue_position if r.status.is_waiting() else None,
+            progress=round(p.percent, 2),
+            phase=phase,
+            trial=p.trial,
+            n_trials=p.n_trials,
+            best_score=p.best_score,
+            best_params=p.best_params,
+            elapsed_s=elapsed,
+            eta_s=p.eta_s if r.status is TaskStatus.RUNNING else None,
+            training=p.training,
+            attempts=r.attempts,
+            max_attempts=r.max_attempts,
+            cancel_requested=r.cancel_requested,
+            created_at=iso(r.created_at) or "",
+            started_at=iso(r.started_at),
+            finished_at=iso(r.finished_at),
+            model_id=r.result.model_id if r.result else None,
+            metrics=r.result.metrics if r.result else None,
+            cv_score=r.result.cv_score if r.result else None,
+            error=r.error if shows_error else None,
+            next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
+        )
+
+
+class TaskPage(BaseModel):
+    """One page of tasks, newest first."""
+
+    tasks: list[TaskStatusView]
+    total: int = Field(description="tasks matching the filters, over all pages")
+    next_cursor: str | None = Field(
+        None, description="pass it as `cursor` for the next page; null on the last"
+    )
+
+
+class QueueStatus(BaseModel):
+    """True counts from the task files, the concurrency limit, and the machine's load."""
+
+    running: int
+    queued: int = Field(description="queued plus retrying: tasks waiting for a slot")
+    concurrency_limit: int
+    counts: dict[str, int] = Field(description="tasks per status")
+    running_tasks: list[str]
+    next_up: list[str] = Field(description="the next waiting tasks, in start order")
+    owner_pid: int | None = Field(description="pid of the server process that executes tasks")
+    this_process_executes: bool
+    queue_dir: str
+    models_dir: str
+    machine: MachineStatus
