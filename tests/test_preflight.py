@@ -181,6 +181,20 @@ def test_a_file_with_another_separator_is_refused_with_a_hint_naming_it(
     assert f"separated by {shown}" in err.hint
 
 
+def test_a_file_that_starts_with_a_comment_line_is_refused_with_a_hint_to_remove_it(tmp_path: Path) -> None:
+    # As matplotlib's sample Stocks.csv starts: a comment, then the header.
+    lines = ["# Data source: https://finance.yahoo.com", "x,y,label"] + [
+        f"{i},{i},{'ab'[i % 2]}" for i in range(20)
+    ]
+    path = tmp_path / "stocks.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    err = refusal(spec_for(path))
+    assert "has only one column" in err.message
+    assert (
+        err.hint is not None and "looks like a comment" in err.hint and "remove the comment lines" in err.hint
+    )
+
+
 def test_repeated_column_names_are_refused_naming_them(make_csv: MakeCsv) -> None:
     path = make_csv("dupes.csv", ["x", "x", "label"], two_class_rows(20))
     assert "Column names repeat in the header: ['x']" in refusal(spec_for(path)).message

@@ -145,11 +145,15 @@ def _features(header: list[str], spec: TabularSpec) -> list[str]:
 def _check_header(header: list[str], spec: TabularSpec, path: Path) -> None:
     if len(header) < 2:
         sep = next((s for s in (";", "\t", "|") if s in header[0]), None)
-        hint = (
-            f"It looks separated by {sep!r}; save it comma-separated."
-            if sep
-            else "Training data needs at least one feature column and a target column."
-        )
+        if header[0].startswith("#"):
+            hint = (
+                f"Its first line looks like a comment ({header[0][:60]!r}): the first line must be the "
+                "header (the column names); remove the comment lines."
+            )
+        elif sep:
+            hint = f"It looks separated by {sep!r}; save it comma-separated."
+        else:
+            hint = "Training data needs at least one feature column and a target column."
         raise InvalidInputError(f"data_source {str(path)!r} has only one column.", hint)
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
