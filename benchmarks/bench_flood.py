@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from _common import emit, summary_ms
 
-from mcp_trainer import TaskRecord, TabularSpec, TrainingService
+from mcp_trainer import TabularSpec, TaskRecord, TrainingService
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.ids import new_task_id
@@ -66,7 +67,7 @@ async def measure(queue: Path, models: Path, count: int, on_loop: bool) -> dict[
             while flooder.is_alive():
                 if on_loop:
                     store.refresh()
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
                 else:
                     await svc.list_tasks(limit=1)
                 lists += 1
@@ -101,7 +102,9 @@ def main() -> None:
     results: dict[str, Any] = {"files": args.files}
     for mode in ("threads", "on-loop"):
         with tempfile.TemporaryDirectory() as tmp:
-            figures = anyio.run(measure, Path(tmp) / "queue", Path(tmp) / "models", args.files, mode == "on-loop")
+            figures = anyio.run(
+                measure, Path(tmp) / "queue", Path(tmp) / "models", args.files, mode == "on-loop"
+            )
         results[mode] = figures
         print(
             f"{mode:8s} status p50 {figures['status_p50_ms']:.2f} ms, p99 {figures['status_p99_ms']:.2f} ms "

@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import popen_forkserver, spawn
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerProcess
@@ -51,7 +51,6 @@ class WorkerHandle(RunHandle):
     pid: int
     started_at: float | None
     stop_requested: bool = False
-    messages: list[WorkerMessage] = field(default_factory=list)
 
     def exit_description(self) -> str:
         code = self.process.exitcode
@@ -100,14 +99,10 @@ class ProcessExecutor(Executor):
         # The first start launches the forkserver, which imports the heavy modules: keep it off the loop.
         # Shielded: a worker that started must never be lost to a cancellation before it has a handle.
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(process.start)
+            started_at = await off_loop(_start, process)
         child.close()
         assert process.pid is not None
-        try:
-            create_time: float | None = psutil.Process(process.pid).create_time()
-        except psutil.NoSuchProcess:
-            create_time = None
-        return WorkerHandle(record.task_id, process, parent, process.pid, create_time)
+        return WorkerHandle(record.task_id, process, parent, process.pid, started_at)
 
     async def messages(self, run: RunHandle) -> AsyncGenerator[WorkerMessage, None]:
         """Yield the worker's messages until it exits; then make sure its whole group is gone."""
@@ -119,7 +114,6 @@ class ProcessExecutor(Executor):
                         msg = handle.conn.recv()
                     except (EOFError, OSError):
                         break
-                    handle.messages.append(msg)
                     yield msg
                 if not handle.process.is_alive():
                     break
@@ -213,6 +207,16 @@ async def _readable_any(*objs: Any, timeout: float) -> None:
 
             for obj in objs:
                 tg.start_soon(wait_one, obj)
+
+
+def _start(process: BaseProcess) -> float | None:
+    """Start `process`; its start time as the kernel has it (to tell a reused pid apart), if it lives."""
+    process.start()
+    assert process.pid is not None
+    try:
+        return float(psutil.Process(process.pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _noop() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,12 +13,15 @@ from pydantic import BaseModel, Field
 
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.service.training import TrainingService
+from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.views.tasks import TaskStatusView
 
-__all__ = ["Ctx", "SubmitResult", "service_of", "submitted", "tool_errors"]
+__all__ = ["CONTEXT", "Ctx", "SubmitResult", "service_of", "submit_with", "submitted", "tool_errors"]
 
 # A tool's context: the lifespan's state is the TrainingService the server started (app.py).
 Ctx = Context[TrainingService, Any]
+# The context parameter of a tool whose other parameters are generated (schema.with_parameters).
+CONTEXT = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Ctx)
 
 
 class SubmitResult(BaseModel):
@@ -49,3 +53,11 @@ def submitted(view: TaskStatusView) -> SubmitResult:
         queue_position=view.queue_position,
         message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
     )
+
+
+async def submit_with(ctx: Ctx, arguments: dict[str, Any]) -> SubmitResult:
+    """Queue a task from a submit tool's validated arguments: its spec's fields and the queue options."""
+    spec = {k: v for k, v in arguments.items() if k not in SubmitOptions.model_fields}
+    options = {k: v for k, v in arguments.items() if k in SubmitOptions.model_fields}
+    with tool_errors():
+        return submitted(await service_of(ctx).submit(spec, **options))

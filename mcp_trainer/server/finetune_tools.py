@@ -9,9 +9,8 @@ from pydantic import Field
 
 from mcp_trainer.preflight.finetune import MAX_NEW_TOKENS
 from mcp_trainer.server.arguments import make_tool
-from mcp_trainer.server.context import Ctx, SubmitResult, service_of, tool_errors
+from mcp_trainer.server.context import CONTEXT, Ctx, SubmitResult, service_of, submit_with, tool_errors
 from mcp_trainer.server.schema import with_parameters
-from mcp_trainer.server.task_tools import CONTEXT, submit_with
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.views.models import Generation

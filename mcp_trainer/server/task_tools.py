@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from mcp_trainer.server.arguments import make_tool
-from mcp_trainer.server.context import Ctx, SubmitResult, service_of, submitted, tool_errors
+from mcp_trainer.server.context import CONTEXT, Ctx, SubmitResult, service_of, submit_with, tool_errors
 from mcp_trainer.server.schema import with_parameters
 from mcp_trainer.service.paging import MAX_PAGE
 from mcp_trainer.service.tasks import MAX_LOG_LINES
@@ -17,28 +16,19 @@ from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
 
-__all__ = ["MAX_WAIT_S", "TaskLogs", "submit_with", "tools"]
+__all__ = ["MAX_WAIT_S", "TaskLogs", "tools"]
 
 MAX_WAIT_S = 45.0  # desktop hosts cut a tool call after about 60 s
 
 TaskId = Annotated[
     str, Field(description="A task id from submit_training_task, e.g. task_20261122T143000_8f3a2c1d")
 ]
-CONTEXT = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Ctx)
 
 
 class TaskLogs(BaseModel):
     task_id: str
     status: str
     lines: list[str]
-
-
-async def submit_with(ctx: Ctx, arguments: dict[str, Any]) -> SubmitResult:
-    """Queue a task from a submit tool's validated arguments: its spec's fields and the queue options."""
-    spec = {k: v for k, v in arguments.items() if k not in SubmitOptions.model_fields}
-    options = {k: v for k, v in arguments.items() if k in SubmitOptions.model_fields}
-    with tool_errors():
-        return submitted(await service_of(ctx).submit(spec, **options))
 
 
 async def submit_training_task(ctx: Ctx, **arguments: Any) -> SubmitResult:
