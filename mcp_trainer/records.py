@@ -1,4 +1,6 @@
-"""Records the queue stores and the API returns: status, priority, progress, errors, task records."""
+"""Task records: what the queue stores for each task (`queue/<task_id>.json`) and the API returns: its
+status and the transitions it allows, progress, classified errors, the result. (Priority is a submit option,
+specs/options.py, re-exported here.)"""
 
 from __future__ import annotations
 
