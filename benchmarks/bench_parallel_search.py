@@ -38,8 +38,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mcp_trainer import TaskStatus, TrainingService
+from mcp_trainer.machine import available_cpus
 from mcp_trainer.trainers.tabular.cv import PreparedFolds, prepare_folds
-from mcp_trainer.trainers.tabular.parallel import available_cpus
 from mcp_trainer.trainers.threads import limit_threads
 
 N_TRIALS, ROUNDS = 30, 3

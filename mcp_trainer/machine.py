@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import psutil
 from pydantic import BaseModel
 
-__all__ = ["GpuInfo", "MachineStatus", "machine_status"]
+__all__ = ["GpuInfo", "MachineStatus", "available_cpus", "machine_status"]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class GpuInfo(BaseModel):

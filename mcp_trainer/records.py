@@ -102,8 +102,11 @@ class TrainingProgress(BaseModel):
     learning_rate: float | None = None
     samples_per_s: float | None = None
     tokens_per_s: float | None = None
-    eval_loss: float | None = None
-    eval_metric: float | None = None
+    eval_loss: float | None = None  # of the latest evaluation (at the end: of the weights kept)
+    eval_metric: float | None = None  # the watched metric, likewise
+    best_eval_metric: float | None = None
+    best_step: int | None = None  # the step of the best evaluation
+    kept_step: int | None = None  # at the end: the step whose weights the model keeps
     micro_batch: int | None = Field(None, description="examples per forward pass (halved on out-of-memory)")
     gpu_memory_mb: float | None = Field(None, description="peak GPU memory of this attempt")
     device: str | None = None
@@ -124,6 +127,7 @@ class Progress(BaseModel):
     eta_s: float | None = None
     message: str | None = None
     training: TrainingProgress | None = None  # fine-tunes only
+    warnings: list[str] = Field(default_factory=list)  # what went wrong or was left out in this attempt
     updated_at: float | None = None
 
 
@@ -165,6 +169,7 @@ class TaskRecord(BaseModel):
     max_attempts: int = 3
     next_attempt_at: float | None = None
     cancel_requested: bool = False
+    finish_requested: bool = False  # stop_training_task: end the work now, keep the best so far
     progress: Progress = Field(default_factory=Progress)
     error: TaskError | None = None
     result: TaskResult | None = None

@@ -167,7 +167,7 @@ async def test_timeout_s_ends_the_trials_in_flight_and_fails_as_timeout_when_non
         logs = await svc.logs(task.task_id, tail=200)
     assert done.status is TaskStatus.FAILED
     assert done.error is not None and done.error.kind.value == "timeout"
-    assert any("ran past its limit" in line for line in logs)  # the trials in flight were ended
+    assert any("timeout_s ended the search" in line for line in logs)  # the trials in flight were ended
     assert done.elapsed_s is not None and done.elapsed_s < 15
 
 
@@ -245,5 +245,6 @@ async def test_a_trial_past_its_time_limit_is_ended_and_counts_as_failed(
     assert fast_view.status is TaskStatus.COMPLETED and fast_view.trial == 3
     assert slow_view.status is TaskStatus.FAILED
     assert slow_view.error is not None and "trial_timeout_s" in (slow_view.error.hint or "")
-    assert sum("ran past its limit of 0.2 s" in line for line in slow_logs) == 3
+    assert sum("ran past the per-trial limit of 0.2 s" in line for line in slow_logs) == 3
+    assert any("3 trial(s) ended early" in w and "per-trial limit" in w for w in slow_view.warnings)
     assert slow_view.elapsed_s is not None and slow_view.elapsed_s < 10

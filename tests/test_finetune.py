@@ -48,18 +48,25 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def run_trainer(
-    tmp: Path, spec: dict[str, Any], *, stop_at_step: int | None = None, work: str = "work"
+    tmp: Path,
+    spec: dict[str, Any],
+    *,
+    stop_at_step: int | None = None,
+    finish_at_step: int | None = None,
+    work: str = "work",
 ) -> tuple[TaskResult, list[dict[str, Any]]]:
     checked = check_finetune(FinetuneSpec.model_validate(spec))
     record = TaskRecord(task_id=TASK_ID, spec=checked)
     sent: list[dict[str, Any]] = []
-    stop = threading.Event()
+    stop, finish = threading.Event(), threading.Event()
 
     def send(message: tuple[str, dict[str, Any]]) -> None:
         sent.append(message[1])
         training = message[1].get("training") or {}
         if stop_at_step is not None and training.get("step", 0) >= stop_at_step:
             stop.set()
+        if finish_at_step is not None and training.get("step", 0) >= finish_at_step:
+            finish.set()
 
     ctx = WorkerContext(
         record=record,
@@ -67,6 +74,7 @@ def run_trainer(
         work_dir=tmp / work,
         send=send,
         stop_event=stop,
+        finish_event=finish,
         min_interval_s=0,
     )
     return FinetuneTrainer().run(ctx), sent
@@ -229,6 +237,9 @@ class _Hooks:
     def should_stop(self) -> bool:
         return False
 
+    def should_finish(self) -> bool:
+        return False
+
 
 def _examples(n: int = 32) -> Examples:
     gen = torch.Generator().manual_seed(1)
@@ -383,3 +394,63 @@ def test_a_model_directory_whose_weights_do_not_load_fails_as_a_data_error_with_
     assert error.kind is ErrorKind.DATA_ERROR
     assert "does not load" in error.message and str(broken) in error.message
     assert error.hint is not None and "save_pretrained" in error.hint
+
+
+def test_a_finish_request_ends_a_fine_tune_at_the_next_step_and_saves_its_model(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    data = sentiment_csv(tmp_path / "reviews.csv", rows=96)
+    result, _ = run_trainer(tmp_path, cls_spec(models["bert"], data, epochs=20), finish_at_step=5)
+    meta = json.loads((Path(result.model_dir) / "metadata.json").read_text())
+    assert meta["training"]["stopped_early"] == "stop_requested"
+    assert 5 <= meta["training"]["steps"] < meta["training"]["total_steps"]
+    assert (Path(result.model_dir) / "model.safetensors").is_file()
+    assert "accuracy" in result.metrics
+
+
+def test_without_early_stopping_the_last_weights_are_kept_and_the_status_says_the_same_as_the_metrics(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    # Keeping "the best" silently, with accuracy tied at 1.0, saved the first epoch's weights while the
+    # status's eval_metric and the result's accuracy disagreed about which weights were kept.
+    data = sentiment_csv(tmp_path / "reviews.csv", rows=96)
+    result, sent = run_trainer(tmp_path, cls_spec(models["bert"], data, epochs=4))
+    last = [m["training"] for m in sent if m.get("training")][-1]
+    assert last["kept_step"] == last["step"] == last["total_steps"]
+    assert last["eval_metric"] == result.metrics["accuracy"]
+    assert last["eval_loss"] == result.metrics["eval_loss"]
+    meta = json.loads((Path(result.model_dir) / "metadata.json").read_text())
+    assert meta["kept_weights"] == {"policy": "last", "step": last["step"]}
+    summary = (Path(result.model_dir) / "reports" / "summary.md").read_text()
+    assert f"Weights kept: step {last['step']}, the last" in summary
+
+
+def test_keeping_the_best_breaks_a_tie_of_the_metric_by_the_lower_eval_loss() -> None:
+    from mcp_trainer.trainers.finetune.loop import _evaluate
+
+    cfg = LoopConfig(
+        batch_size=1,
+        gradient_accumulation_steps=1,
+        learning_rate=1e-3,
+        total_steps=10,
+        steps_per_epoch=1,
+        higher_is_better=True,
+    )
+    results = iter(
+        [
+            EvalResult(0.3, 0.9, {}),
+            EvalResult(0.2, 1.0, {}),
+            EvalResult(0.1, 1.0, {}),
+            EvalResult(0.4, 1.0, {}),
+        ]
+    )
+
+    class Hooks(_Hooks):
+        def evaluate(self, model: nn.Module) -> EvalResult:
+            return next(results)
+
+    state = LoopState()
+    for step in range(1, 5):
+        state.step = step
+        _evaluate(nn.Linear(1, 1), Hooks(_examples()), state, cfg)
+    assert state.best_step == 3 and state.best_metric == 1.0 and state.best_loss == 0.1

@@ -20,6 +20,7 @@ TOOLS = {
     "get_task_status",
     "list_training_tasks",
     "cancel_training_task",
+    "stop_training_task",
     "get_queue_status",
     "wait_for_task",
     "get_task_logs",

@@ -41,8 +41,9 @@ class Executor(ABC):
         """Prepare to start runs quickly (blocking; called once in a thread)."""
 
     @abstractmethod
-    async def start(self, record: TaskRecord) -> RunHandle:
-        """Start an attempt of `record`'s task; returns once it is running."""
+    async def start(self, record: TaskRecord, *, cpu_share: int) -> RunHandle:
+        """Start an attempt of `record`'s task, which may fill `cpu_share` CPUs by default; returns once it
+        is running."""
 
     @abstractmethod
     def messages(self, handle: RunHandle) -> AsyncGenerator[WorkerMessage, None]:
@@ -51,6 +52,10 @@ class Executor(ABC):
     @abstractmethod
     async def stop(self, handle: RunHandle) -> None:
         """Stop the run: a cooperative request, then force. Returns once it is gone."""
+
+    @abstractmethod
+    async def finish(self, handle: RunHandle) -> None:
+        """Ask the run to end its work now and finish with the best result so far (it goes on to save)."""
 
     @abstractmethod
     async def wait_gone(self, handle: RunHandle, timeout_s: float) -> None:

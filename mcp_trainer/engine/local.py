@@ -88,11 +88,12 @@ class ProcessExecutor(Executor):
         p.start()
         p.join()
 
-    async def start(self, record: TaskRecord) -> WorkerHandle:
+    async def start(self, record: TaskRecord, *, cpu_share: int) -> WorkerHandle:
         parent, child = self._ctx.Pipe(duplex=True)
+        root, models = str(self.layout.root), str(self.models_dir)
         process = _WorkerProcess(
             target=worker_main,
-            args=(child, record.model_dump_json(), str(self.layout.root), str(self.models_dir), os.getpid()),
+            args=(child, record.model_dump_json(), root, models, os.getpid(), cpu_share),
             name=f"mcp-trainer:{record.task_id}",
             daemon=False,
         )
@@ -154,6 +155,10 @@ class ProcessExecutor(Executor):
             return
         kill_process_group(handle.pid, signal.SIGKILL)
         await self._exited_within(handle, 5.0)
+
+    async def finish(self, run: RunHandle) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            _handle(run).conn.send(("finish", {}))
 
     async def wait_gone(self, run: RunHandle, timeout_s: float) -> None:
         await anyio.to_thread.run_sync(_handle(run).process.join, timeout_s)

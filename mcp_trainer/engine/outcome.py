@@ -79,6 +79,8 @@ def finish(r: TaskRecord, end: Ending) -> None:
     elif r.cancel_requested or end.cancelled:
         r.cancel_requested = True
         r.transition(TaskStatus.CANCELLED, "cancelled on request")
+    elif end.kind == "stopped" and r.finish_requested:
+        r.transition(TaskStatus.CANCELLED, "stopped on request before it had a result to keep")
     elif end.shutting_down:
         r.transition(TaskStatus.QUEUED, "the server shut down; the task waits for the next start")
         r.attempts = max(0, r.attempts - 1)  # a clean hand-back is not a failed attempt

@@ -25,6 +25,7 @@ from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.owner import OwnerInfo, OwnerLock
 from mcp_trainer.engine.processes import end_leftover_worker
 from mcp_trainer.engine.store import TaskStore
+from mcp_trainer.machine import available_cpus
 from mcp_trainer.offload import off_loop
 from mcp_trainer.polling import poll_until
 from mcp_trainer.records import Progress, TaskRecord, TaskStatus
@@ -39,11 +40,13 @@ _STOP_WAIT_S = 10.0
 @dataclass
 class _Running:
     record: TaskRecord
+    cpu_share: int = 1
     handle: RunHandle | None = None
     progress: Progress | None = None
     persisted_at: float = 0.0
     finished: anyio.Event = field(default_factory=anyio.Event)
     cancel: bool = False
+    finish_sent: bool = False
     ending: tuple[str, dict[str, Any]] | None = None
 
 
@@ -106,7 +109,7 @@ class Scheduler:
                 while True:
                     try:
                         await self._fill(tg)
-                        await self._notice_remote_cancels(tg)
+                        await self._notice_remote_requests(tg)
                     except Exception:  # e.g. a full disk: log it and try again next round
                         log.exception("scheduling round failed")
                     with anyio.move_on_after(self.poll_interval_s):
@@ -126,38 +129,53 @@ class Scheduler:
 
     async def _fill(self, tg: TaskGroup) -> None:
         while not self._shutting_down and len(self._running) < self.limit:
-            record = await off_loop(self._claim_next)
-            if record is None:
+            claimed = await off_loop(self._claim_next)
+            if claimed is None:
                 return
-            entry = _Running(record)
+            record, waiting = claimed
+            # Its share of the CPUs: split among the tasks running or waiting now, at most `limit` of them.
+            sharing = min(self.limit, len(self._running) + 1 + waiting)
+            entry = _Running(record, cpu_share=max(1, available_cpus() // sharing))
             self._running[record.task_id] = entry
             self.peak_running = max(self.peak_running, len(self._running))
             tg.start_soon(self._supervise, entry)
 
-    def _claim_next(self) -> TaskRecord | None:
-        """Claim the first runnable task, in start order; None when there is none. Blocking."""
+    def _claim_next(self) -> tuple[TaskRecord, int] | None:
+        """Claim the first runnable task, in start order, and count the tasks still waiting; None when
+        there is none. Blocking."""
         self.store.refresh()
         for candidate in runnable_order(self.store.waiting(), time.time()):
             record, claimed = self.store.update(candidate.task_id, outcome.claim)
             if claimed:
-                return record
+                return record, len(self.store.waiting())
         return None
 
-    async def _notice_remote_cancels(self, tg: TaskGroup) -> None:
-        """Cancels asked for by another process sharing the queue arrive through the task file."""
+    async def _notice_remote_requests(self, tg: TaskGroup) -> None:
+        """Cancels and finish requests asked for by another process sharing the queue arrive through the
+        task file."""
         watched = [task_id for task_id, entry in self._running.items() if not entry.cancel]
-        if watched:
-            for task_id in await off_loop(self._cancel_requested, watched):
+        if not watched:
+            return
+        for task_id, request in await off_loop(self._requests, watched):
+            if request == "cancel":
                 tg.start_soon(self.stop_task, task_id)
+            else:
+                await self.finish_task(task_id)
 
-    def _cancel_requested(self, task_ids: list[str]) -> list[str]:
-        asked: list[str] = []
+    def _requests(self, task_ids: list[str]) -> list[tuple[str, str]]:
+        asked: list[tuple[str, str]] = []
         for task_id in task_ids:
             try:
-                if self.store.get(task_id).cancel_requested:
-                    asked.append(task_id)
+                record = self.store.get(task_id)
             except Exception:  # a vanished or unreadable file must not stop the loop
                 log.exception("checking %s for a cancel request", task_id)
+                continue
+            if record.cancel_requested:
+                asked.append((task_id, "cancel"))
+            elif record.finish_requested:
+                entry = self._running.get(task_id)
+                if entry is not None and not entry.finish_sent:
+                    asked.append((task_id, "finish"))
         return asked
 
     # -- one task ------------------------------------------------------------------------------------
@@ -185,7 +203,7 @@ class Scheduler:
     async def _run_attempt(self, entry: _Running) -> None:
         task_id = entry.record.task_id
         try:
-            handle = await self.executor.start(entry.record)
+            handle = await self.executor.start(entry.record, cpu_share=entry.cpu_share)
         except Exception as exc:
             log.exception("could not start a worker for %s", task_id)
             entry.ending = ("error", {"kind": "internal", "message": f"the worker did not start: {exc}"})
@@ -242,6 +260,14 @@ class Scheduler:
                 await self.executor.stop(entry.handle)
             with anyio.move_on_after(_STOP_WAIT_S):
                 await entry.finished.wait()
+
+    async def finish_task(self, task_id: str) -> None:
+        """Ask a running task of this owner to end its work now and finish with the best so far."""
+        entry = self._running.get(task_id)
+        if entry is None or entry.finish_sent or entry.handle is None:
+            return  # not started yet: the next round sends it (the request is in the task file)
+        entry.finish_sent = True
+        await self.executor.finish(entry.handle)
 
     async def shutdown(self) -> None:
         """Stop every worker; their tasks go back to the queue for the next start."""

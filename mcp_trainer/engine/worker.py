@@ -1,7 +1,8 @@
 """The worker process's side: isolate, log to the task's file, run the trainer, report, classify errors.
 
 Runs in a process forked from the forkserver (see local.py). Talks to its owner over one pipe:
-it sends ("started" | "progress" | "result" | "error" | "stopped", payload); it receives ("stop", {}).
+it sends ("started" | "progress" | "result" | "error" | "stopped", payload); it receives ("stop", {})
+(give up) and ("finish", {}) (end the work now and keep the best so far).
 """
 
 from __future__ import annotations
@@ -67,14 +68,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _listen(conn: Connection, stop: threading.Event, parent_pid: int, owner_pid: int) -> None:
-    """Background thread: take stop requests; end the whole task if the owner is gone."""
+def _listen(
+    conn: Connection, stop: threading.Event, finish: threading.Event, parent_pid: int, owner_pid: int
+) -> None:
+    """Background thread: take stop and finish requests; end the whole task if the owner is gone."""
     while True:
         try:
             if conn.poll(0.2):
                 kind, _ = conn.recv()
                 if kind == "stop":
                     stop.set()
+                elif kind == "finish":
+                    finish.set()
         except (EOFError, OSError):
             # The owner closes its end only after this process has exited, so a closed pipe means the
             # owner died: nobody can record this task, and a new owner will run it again.
@@ -85,7 +90,9 @@ def _listen(conn: Connection, stop: threading.Event, parent_pid: int, owner_pid:
             os.killpg(0, signal.SIGKILL)
 
 
-def worker_main(conn: Connection, record_json: str, queue_dir: str, models_dir: str, owner_pid: int) -> None:
+def worker_main(
+    conn: Connection, record_json: str, queue_dir: str, models_dir: str, owner_pid: int, cpu_share: int
+) -> None:
     """Entry point of a worker process."""
     os.setpgid(0, 0)
     _die_with_parent()
@@ -93,10 +100,17 @@ def worker_main(conn: Connection, record_json: str, queue_dir: str, models_dir: 
     record = TaskRecord.model_validate_json(record_json)
     layout = QueueLayout.at(queue_dir)
     _redirect_output(layout.log_file(record.task_id))
-    stop = threading.Event()
-    threading.Thread(target=_listen, args=(conn, stop, parent_pid, owner_pid), daemon=True).start()
+    stop, finish = threading.Event(), threading.Event()
+    if record.finish_requested:  # asked for before this attempt started (or before a restart)
+        finish.set()
+    threading.Thread(target=_listen, args=(conn, stop, finish, parent_pid, owner_pid), daemon=True).start()
     log.info(
-        "attempt %d of task %s (%s) in pid %d", record.attempts, record.task_id, record.task_type, os.getpid()
+        "attempt %d of task %s (%s) in pid %d, with a share of %d CPU(s)",
+        record.attempts,
+        record.task_id,
+        record.task_type,
+        os.getpid(),
+        cpu_share,
     )
     conn.send(("started", {"pid": os.getpid(), "at": time.time()}))
     ctx = WorkerContext(
@@ -105,6 +119,8 @@ def worker_main(conn: Connection, record_json: str, queue_dir: str, models_dir: 
         work_dir=layout.work_path(record.task_id),
         send=conn.send,
         stop_event=stop,
+        finish_event=finish,
+        cpu_share=cpu_share,
     )
     try:
         result = load_trainer(record.task_type).run(ctx)

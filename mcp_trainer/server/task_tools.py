@@ -75,6 +75,14 @@ async def cancel_training_task(ctx: Ctx, task_id: TaskId) -> TaskStatusView:
         return await service_of(ctx).cancel(task_id)
 
 
+async def stop_training_task(ctx: Ctx, task_id: TaskId) -> TaskStatusView:
+    """End a running task now and keep the best so far: a search ends its trials in flight, then fits and
+    saves its best trial; a fine-tune stops training and saves its model. Returns at once; the task
+    completes when the model is saved (poll get_task_status). cancel_training_task discards instead."""
+    with tool_errors():
+        return await service_of(ctx).stop(task_id)
+
+
 async def get_queue_status(ctx: Ctx) -> QueueStatus:
     """Running and waiting counts, the concurrency limit, counts per status, and the machine's CPU,
     memory, disk and GPU use."""
@@ -126,6 +134,7 @@ def tools() -> list[Tool]:
             get_task_status,
             list_training_tasks,
             cancel_training_task,
+            stop_training_task,
             get_queue_status,
             wait_for_task,
             get_task_logs,

@@ -241,6 +241,19 @@ class TaskMethods(ServiceCore):
                 await poll_until(ended, interval_s=0.05, timeout_s=wait_s)
         return await self.status(task_id)
 
+    async def stop(self, task_id: str) -> TaskStatusView:
+        """End a task's work now and finish it with the best result so far, which is saved as usual: a
+        search ends the trials in flight and fits its best trial; a fine-tune stops training and saves its
+        model. Returns at once; the task completes once its model is saved (a task that has nothing to
+        keep yet ends cancelled). Raises InvalidStateError for a task that has not run or has ended."""
+        parts = self._parts()
+        check_task_id(task_id)
+        await off_loop(parts.store.update, task_id, _request_finish)
+        if task_id in parts.scheduler.running_ids():
+            await parts.scheduler.finish_task(task_id)
+        parts.scheduler.wake()
+        return await self.status(task_id)
+
     async def wait(
         self, task_id: str, timeout_s: float, on_progress: ProgressCallback | None = None
     ) -> TaskStatusView:
@@ -288,6 +301,20 @@ def _request_cancel(r: TaskRecord) -> TaskStatus:
     if r.status.is_waiting():
         r.transition(TaskStatus.CANCELLED, "cancelled before it started")
     return before
+
+
+def _request_finish(r: TaskRecord) -> None:
+    if r.status.is_terminal():
+        raise InvalidStateError(
+            f"Task {r.task_id} is already {r.status.value}; there is nothing to stop.",
+            "Nothing was changed." + (" Its model stays available." if r.result else ""),
+        )
+    if r.status is TaskStatus.QUEUED and r.attempts == 0:
+        raise InvalidStateError(
+            f"Task {r.task_id} has not started, so it has nothing to keep yet.",
+            "Cancel it with cancel_training_task, or stop it once it runs.",
+        )
+    r.finish_requested = True
 
 
 def _options(**given: Any) -> SubmitOptions:

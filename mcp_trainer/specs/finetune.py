@@ -100,6 +100,11 @@ class FinetuneSpec(BaseModel):
     early_stopping_patience: Annotated[int, Field(ge=1, le=1000)] | None = Field(
         default=None, description="Stop after N evaluations without improvement."
     )
+    keep_weights: Literal["best", "last"] | None = Field(
+        default=None,
+        description="The weights saved: best evaluated (ties: lower eval loss) or last; default best "
+        "with early stopping, else last.",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         default="auto", description="auto: bf16 autocast on a GPU that has it, else fp32."
     )
@@ -147,6 +152,12 @@ class FinetuneSpec(BaseModel):
         return self.eval_metric or ("accuracy" if self.is_classification else "eval_loss")
 
     @property
+    def effective_keep_weights(self) -> Literal["best", "last"]:
+        if self.keep_weights is not None:
+            return self.keep_weights
+        return "best" if self.early_stopping_patience is not None else "last"
+
+    @property
     def has_eval(self) -> bool:
         return self.eval_data_source is not None or self.eval_split > 0
 
@@ -180,6 +191,8 @@ class FinetuneSpec(BaseModel):
                 raise ValueError(
                     f"{self.eval_metric} is a classification metric; use eval_loss or perplexity"
                 )
+        if self.keep_weights == "best" and not self.has_eval:
+            raise ValueError("keep_weights='best' needs an eval set: set eval_split > 0 or eval_data_source")
         if self.early_stopping_patience is not None and not self.has_eval:
             raise ValueError(
                 "early_stopping_patience needs an eval set: set eval_split > 0 or eval_data_source"

@@ -36,13 +36,18 @@ class TaskFailure(Exception):
 
 @dataclass
 class WorkerContext:
-    """What a trainer gets: its task, where to write, how to report progress and notice a stop."""
+    """What a trainer gets: its task, where to write, how to report progress and warnings, and how to
+    notice a stop (cancel: give up) or a finish request (stop_training_task: keep the best so far)."""
 
     record: TaskRecord
     models_dir: Path
     work_dir: Path
     send: Callable[[tuple[str, dict[str, Any]]], None]
     stop_event: threading.Event
+    # Set by stop_training_task: end the work now and finish with the best found so far.
+    finish_event: threading.Event = field(default_factory=threading.Event)
+    # The CPUs this task may fill by default (processes, thread pools); None: all of the machine's.
+    cpu_share: int | None = None
     min_interval_s: float = 0.25
     progress: Progress = field(default_factory=lambda: Progress(phase="starting"))
     _last_sent: float = 0.0
@@ -53,6 +58,16 @@ class WorkerContext:
 
     def should_stop(self) -> bool:
         return self.stop_event.is_set()
+
+    def should_finish(self) -> bool:
+        """Whether the task was asked to end its work now and keep the best result so far."""
+        return self.finish_event.is_set()
+
+    def warn(self, message: str) -> None:
+        """Something the caller should know went wrong or was left out (a helper died, a limit ended a
+        trial): shown in the task's status and kept with the model. Sent at once."""
+        if message not in self.progress.warnings:
+            self.report(warnings=[*self.progress.warnings, message], force=True)
 
     def check_stop(self) -> None:
         """Raise StopRequested if the task was asked to stop; call it between units of work."""

@@ -34,7 +34,7 @@ class TaskStatusView(BaseModel):
     n_trials: int | None = None
     best_score: float | None = None
     best_params: dict[str, Any] | None = None
-    elapsed_s: float | None = None
+    elapsed_s: float | None = Field(None, description="seconds since it first started, over every attempt")
     eta_s: float | None = None
     training: TrainingProgress | None = Field(
         None, description="fine-tunes: epoch, step of total, loss, learning rate, throughput, GPU memory"
@@ -42,6 +42,11 @@ class TaskStatusView(BaseModel):
     attempts: int
     max_attempts: int
     cancel_requested: bool
+    stop_requested: bool = Field(description="stop_training_task asked it to finish with the best so far")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="what went wrong or was left out (a process died, a trial was ended)",
+    )
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -58,8 +63,10 @@ class TaskStatusView(BaseModel):
         now = time.time() if now is None else now
         p = r.progress
         elapsed = None
-        if r.started_at is not None and not r.status.is_waiting():
-            elapsed = round((r.finished_at or now) - r.started_at, 2)
+        first_start = next((t.at for t in r.history if t.status is TaskStatus.RUNNING), r.started_at)
+        if first_start is not None and not r.status.is_waiting():
+            # Since the task first started, over every attempt and hand-over between servers.
+            elapsed = round((r.finished_at or now) - first_start, 2)
         shows_error = r.status in (TaskStatus.FAILED, TaskStatus.RETRYING)
         if r.status is TaskStatus.RUNNING:
             phase = p.phase
@@ -87,6 +94,8 @@ class TaskStatusView(BaseModel):
             attempts=r.attempts,
             max_attempts=r.max_attempts,
             cancel_requested=r.cancel_requested,
+            stop_requested=r.finish_requested,
+            warnings=p.warnings,
             created_at=iso(r.created_at) or "",
             started_at=iso(r.started_at),
             finished_at=iso(r.finished_at),

@@ -119,7 +119,9 @@ class TaskHooks:
                 samples_per_s=round(stats["samples_per_s"], 2),
                 tokens_per_s=round(stats["tokens_per_s"], 1),
                 eval_loss=None if self.last_eval is None else self.last_eval["eval_loss"],
-                eval_metric=None if state.best_metric is None else round(state.best_metric, 6),
+                eval_metric=None if self.last_eval is None else self.last_eval[self.spec.effective_metric],
+                best_eval_metric=None if state.best_metric is None else round(state.best_metric, 6),
+                best_step=state.best_step,
                 micro_batch=state.micro_batch,
                 gpu_memory_mb=hf.gpu_memory_mb(self.dev.device),
                 device=self.dev.name,
@@ -128,3 +130,6 @@ class TaskHooks:
 
     def should_stop(self) -> bool:
         return self.ctx.should_stop()
+
+    def should_finish(self) -> bool:
+        return self.ctx.should_finish()

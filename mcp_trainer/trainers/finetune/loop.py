@@ -101,6 +101,7 @@ class LoopState:
     micro_batch: int = 0  # the current micro-batch size (0: not started)
     oom_retries: int = 0
     best_metric: float | None = None
+    best_loss: float | None = None  # the eval loss at best_step: it breaks ties of the metric
     best_step: int | None = None
     evals_without_improvement: int = 0
     reference_loss: float | None = None  # mean of the first steps' losses, to notice an explosion
@@ -110,7 +111,7 @@ class LoopState:
     samples_seen: int = 0
     tokens_seen: int = 0
     train_seconds: float = 0.0
-    stopped_early: str | None = None  # "early_stopping" or "timeout"
+    stopped_early: str | None = None  # "early_stopping", "timeout" or "stop_requested"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -143,6 +144,8 @@ class LoopHooks(Protocol):
     def progress(self, state: LoopState, stats: dict[str, float]) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+    def should_finish(self) -> bool: ...
 
 
 def steps_per_epoch(n_examples: int, effective_batch: int) -> int:
@@ -252,11 +255,9 @@ def _evaluate(model: nn.Module, hooks: LoopHooks, state: LoopState, cfg: LoopCon
         result = hooks.evaluate(model)
     model.train()
     state.eval_history.append({"step": float(state.step), "eval_loss": result.loss, **result.metrics})
-    better = state.best_metric is None or (
-        result.metric > state.best_metric if cfg.higher_is_better else result.metric < state.best_metric
-    )
-    if better:
+    if _better(result, state, cfg):
         state.best_metric = result.metric
+        state.best_loss = result.loss
         state.best_step = state.step
         state.evals_without_improvement = 0
         hooks.save_best(state)
@@ -266,6 +267,18 @@ def _evaluate(model: nn.Module, hooks: LoopHooks, state: LoopState, cfg: LoopCon
         cfg.early_stopping_patience is not None
         and state.evals_without_improvement >= cfg.early_stopping_patience
     )
+
+
+def _better(result: EvalResult, state: LoopState, cfg: LoopConfig) -> bool:
+    """Whether this evaluation beats the best so far: a better metric, or the same metric and a lower eval
+    loss (accuracy ties at 1.0 on small data while the loss keeps telling the weights apart)."""
+    if state.best_metric is None:
+        return True
+    if result.metric != state.best_metric:
+        return (
+            result.metric > state.best_metric if cfg.higher_is_better else result.metric < state.best_metric
+        )
+    return state.best_loss is not None and result.loss < state.best_loss
 
 
 def _forward_backward_fitting_memory(
@@ -316,6 +329,9 @@ def _after_step(
             state.stopped_early = "early_stopping"
     if not stop and cfg.deadline is not None and time.monotonic() >= cfg.deadline:
         state.stopped_early = "timeout"
+        stop = True
+    if not stop and hooks.should_finish():  # stop_training_task: end here and keep what there is
+        state.stopped_early = "stop_requested"
         stop = True
     periodic = cfg.checkpoint_every_steps is not None and state.step % cfg.checkpoint_every_steps == 0
     if (end_of_epoch or periodic) and state.step < cfg.total_steps and not stop:

@@ -66,7 +66,16 @@ def summary_markdown(meta: dict[str, Any]) -> str:
         f"- Trainable parameters: {t['trainable_parameters']:,} of {t['total_parameters']:,}",
     ]
     if t["stopped_early"]:
-        lines.append(f"- Stopped early: {t['stopped_early']} (best step {t['best_step']})")
+        lines.append(f"- Stopped early: {t['stopped_early']} (best evaluated step {t['best_step']})")
+    kept = meta.get("kept_weights")
+    if kept:
+        why = (
+            "the best evaluated (ties broken by the lower eval loss)"
+            if kept["policy"] == "best"
+            else "the last"
+        )
+        lines.append(f"- Weights kept: step {kept['step']}, {why}; the metrics below are theirs")
+    lines += [f"- Warning: {w}" for w in meta.get("warnings") or []]
     if t["oom_retries"]:
         lines.append(f"- Out-of-memory retries: {t['oom_retries']} (micro-batch {t['final_micro_batch']})")
     if meta["best_params"]:

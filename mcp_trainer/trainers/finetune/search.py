@@ -14,7 +14,7 @@ import torch
 
 from mcp_trainer.records import ErrorKind
 from mcp_trainer.specs.finetune import BATCH_SIZES, FinetuneSpec
-from mcp_trainer.trainers.base import TaskFailure, WorkerContext
+from mcp_trainer.trainers.base import StopRequested, TaskFailure, WorkerContext
 from mcp_trainer.trainers.finetune import hf
 from mcp_trainer.trainers.finetune.data import TextData
 from mcp_trainer.trainers.finetune.train import Hyper, train_once
@@ -87,7 +87,7 @@ class _Search:
             force=True,
         )
         self.ctx.check_stop()
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.ctx.should_finish() or (self.deadline is not None and time.monotonic() >= self.deadline):
             study.stop()
 
 
@@ -112,6 +112,8 @@ def search_hyperparameters(
             search.objective, n_trials=spec.n_trials - done, callbacks=[search.after], catch=(_TrialFailed,)
         )
     best = _best(study)
+    if best is None and ctx.should_finish():
+        raise StopRequested  # asked to keep the best, and there is none yet
     if best is None:
         raise TaskFailure(
             ErrorKind.TIMEOUT,

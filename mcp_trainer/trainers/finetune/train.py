@@ -58,7 +58,8 @@ class Trained:
     model: nn.Module
     state: LoopState
     cfg: LoopConfig
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # of the weights kept
+    kept_step: int  # the step whose weights the model keeps
 
 
 def config_for(spec: FinetuneSpec, data: TextData, dev: hf.DeviceInfo, hyper: Hyper) -> LoopConfig:
@@ -148,7 +149,9 @@ def train_once(
         )
     )
     _keep_best(model, spec, data, state, hooks, store)
-    return Trained(model, state, cfg, _final_metrics(model, data, state, hooks, trial))
+    return Trained(
+        model, state, cfg, _final_metrics(model, data, state, hooks, trial), _kept_step(spec, state)
+    )
 
 
 def _resume(
@@ -206,13 +209,21 @@ def _keep_best(
     hooks: TaskHooks,
     store: CheckpointStore | None,
 ) -> None:
-    """Load the best evaluated weights when they are not the last ones."""
+    """Load the best evaluated weights when the spec keeps the best and they are not the last ones."""
+    if spec.effective_keep_weights != "best":
+        return
     if data.eval is None or state.best_step is None or state.best_step == state.step:
         return
     best = hooks.best_in_memory if store is None else store.load_best()
     if best is not None:
         load_trainable(model, best)
         log.info("kept the weights of step %d, the best on %s", state.best_step, spec.effective_metric)
+
+
+def _kept_step(spec: FinetuneSpec, state: LoopState) -> int:
+    if spec.effective_keep_weights == "best" and state.best_step is not None:
+        return state.best_step
+    return state.step
 
 
 def _final_metrics(

@@ -45,12 +45,21 @@ class FinetuneTrainer(Trainer):
             t0 = time.perf_counter()
             hyper, n_trials = search_hyperparameters(ctx, spec, data, tokenizer, dev)
             timings["search"] = time.perf_counter() - t0
+            if ctx.should_finish():  # it ended the search; the final training is a request of its own
+                ctx.finish_event.clear()
+                ctx.warn(
+                    f"stop_training_task ended the hyperparameter search after {n_trials} trials; the final "
+                    "training with the best settings runs in full (call stop_training_task again to end it)"
+                )
         searched = spec.optimize_hyperparameters
         ctx.report(phase="training", percent=50.0 if searched else 5.0, force=True)
         trained = train_once(ctx, spec, data, tokenizer, dev, hyper, span=(50.0 if searched else 5.0, 95.0))
         ctx.check_stop()
+        _report_kept(ctx, spec, trained)
         ctx.report(phase="saving", percent=97.0, force=True)
         meta = metadata_for(ctx, spec, data, dev, hyper, trained, n_trials)
+        meta["kept_weights"] = {"policy": spec.effective_keep_weights, "step": trained.kept_step}
+        meta["warnings"] = list(ctx.progress.warnings)
         timings |= {"train": trained.state.train_seconds, "total": time.perf_counter() - started}
         meta["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         path = _save(ctx, trained, tokenizer, meta)
@@ -65,6 +74,25 @@ class FinetuneTrainer(Trainer):
             best_params=meta["best_params"],
             n_trials_completed=n_trials,
         )
+
+
+def _report_kept(ctx: WorkerContext, spec: FinetuneSpec, trained: Trained) -> None:
+    """The status's training figures, once training ends, describe the weights kept: the same eval loss
+    and metric as the result's metrics."""
+    training = ctx.progress.training
+    if training is None:
+        return
+    metrics = trained.metrics
+    ctx.report(
+        training=training.model_copy(
+            update={
+                "eval_loss": metrics.get("eval_loss"),
+                "eval_metric": metrics.get(spec.effective_metric),
+                "kept_step": trained.kept_step,
+            }
+        ),
+        force=True,
+    )
 
 
 def _load_data(spec: FinetuneSpec, tokenizer: Any) -> TextData:

@@ -54,9 +54,9 @@ class PreparedFolds:
     def __len__(self) -> int:
         return len(self._folds)
 
-    def score(self, make_model: Callable[[], Any]) -> np.ndarray:
+    def score(self, make_model: Callable[[], Any], errors: list[str] | None = None) -> np.ndarray:
         """One score per fold for a fresh `make_model()` fitted on each; NaN where a fold failed (logged,
-        as cross_val_score's error_score=nan would)."""
+        as cross_val_score's error_score=nan would, and its error appended to `errors`)."""
         scores = np.full(len(self._folds), np.nan)
         for i, fold in enumerate(self._folds):
             try:
@@ -66,6 +66,8 @@ class PreparedFolds:
                     scores[i] = self._scorer(model, fold.X_valid, fold.y_valid)
             except Exception as exc:
                 log.warning("fold %d of %d failed: %s: %s", i + 1, len(self._folds), type(exc).__name__, exc)
+                if errors is not None:
+                    errors.append(f"{type(exc).__name__}: {exc}")
         return scores
 
 

@@ -25,8 +25,8 @@ import numpy as np
 import optuna
 
 from mcp_trainer.artifacts.model_dir import REPORT_PLOTS
+from mcp_trainer.machine import available_cpus
 from mcp_trainer.trainers.tabular import plots
-from mcp_trainer.trainers.tabular.parallel import available_cpus
 from mcp_trainer.trainers.tabular.plots import HeldOut, SkipPlot
 
 __all__ = ["HeldOut", "RenderedReports", "SkipPlot", "class_scores", "render_reports"]

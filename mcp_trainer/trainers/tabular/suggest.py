@@ -41,8 +41,11 @@ def _suggest_family(
         if name in fixed:
             chosen[name] = fixed[name]
             continue
-        space = narrow(param.space, overrides[name]) if name in overrides else param.space
-        assert space is not None  # overrides were checked at submission
+        if name in overrides:  # the caller's own range, even where the search would not go by itself
+            space = narrow(param.space, overrides[name])
+            assert space is not None  # overrides were checked at submission
+        else:
+            space = param.searched_space({**fixed, **chosen}, kind)
         key = prefix + name
         if isinstance(space, Choice):
             chosen[name] = trial.suggest_categorical(key, list(space.choices))

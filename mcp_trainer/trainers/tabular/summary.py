@@ -96,13 +96,19 @@ def summary_markdown(model_id: str, spec: TabularSpec, meta: dict[str, Any]) -> 
         f"- Task: `{meta['task_id']}` ({spec.task_type}), target {', '.join(meta['target'])}",
         f"- Data: `{meta['data']['source']}` "
         f"({meta['rows']['train']} train rows, {meta['rows']['test']} held out)",
-        f"- Best parameters: {meta['best_params']}",
     ]
+    if spec.family == "auto":
+        lines.append(f"- Best family: {meta['family']} (of a search across the {spec.kind} families)")
+    lines.append(f"- Best parameters: {meta['best_params']}")
     if meta["cv_score"] is not None:
+        failed = meta.get("n_trials_failed") or 0
         lines.append(
             f"- Cross-validated {meta['scoring']}: {meta['cv_score']} "
-            f"over {meta['n_trials_completed']} trials"
+            f"over {meta['n_trials_completed']} trials" + (f" ({failed} more failed)" if failed else "")
         )
+    if meta.get("stopped_early"):
+        lines.append("- The search was ended early by stop_training_task; this is its best trial so far")
+    lines += [f"- Warning: {w}" for w in meta.get("warnings") or []]
     lines += ["", "## Held-out metrics", ""]
     lines += [f"- {k}: {v}" for k, v in meta["metrics"].items()]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 from mcp_trainer.artifacts.model_dir import save_model_dir
+from mcp_trainer.machine import available_cpus
 from mcp_trainer.records import ErrorKind, TaskResult
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import TaskFailure, Trainer, WorkerContext
@@ -26,6 +27,7 @@ from mcp_trainer.trainers.tabular.report import HeldOut, RenderedReports, class_
 from mcp_trainer.trainers.tabular.search import SEARCH_END, run_search
 from mcp_trainer.trainers.tabular.suggest import estimator_for, fixed_params
 from mcp_trainer.trainers.tabular.summary import held_out_metrics, metadata_for, summary_markdown
+from mcp_trainer.trainers.threads import limit_threads
 
 __all__ = ["SklearnTrainer"]
 
@@ -49,7 +51,9 @@ class _Run:
     family: str
     best_params: dict[str, Any]
     cv_score: float | None = None
-    n_trials: int | None = None
+    n_trials: int | None = None  # trials that produced a score
+    n_failed: int | None = None
+    finished_early: bool = False
     study: optuna.Study | None = None
     reports: dict[str, str | bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -73,7 +77,7 @@ class SklearnTrainer(Trainer):
         ctx.report(phase="training", percent=SEARCH_END, eta_s=None, force=True)
         t0 = time.perf_counter()
         final = estimator_for(spec, split.data, run.family, run.best_params)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), limit_threads(ctx.cpu_share or available_cpus()):
             warnings.simplefilter("ignore", ConvergenceWarning)
             final.fit(split.X_train, split.y_train)
         timings["final_fit"] = time.perf_counter() - t0
@@ -129,6 +133,8 @@ def _search_or_fixed(ctx: WorkerContext, spec: TabularSpec, split: _Split) -> _R
         found.params,
         cv_score=found.cv_score,
         n_trials=found.n_trials,
+        n_failed=found.n_failed,
+        finished_early=found.finished_early,
         study=found.study,
         reports={"trials.csv": found.trials_csv},
     )
@@ -157,6 +163,7 @@ def _evaluate(
         scoring=spec.effective_scoring,
         auto=spec.family == "auto",
         seed=spec.random_state,
+        processes=ctx.cpu_share,
     )
     return held_out, plots
 
@@ -172,6 +179,9 @@ def _save(
 ) -> Path:
     metadata = metadata_for(ctx, spec, split.data, run.best_params, run.cv_score, held_out, run.n_trials)
     metadata["family"] = run.family
+    metadata["n_trials_failed"] = run.n_failed
+    metadata["stopped_early"] = "stop_training_task" if run.finished_early else None
+    metadata["warnings"] = list(ctx.progress.warnings)
     metadata["timings_s"] = {k: round(v, 3) for k, v in run.timings.items()}
     metadata["plots"] = plots.metadata()
     metadata["rows"] = {
