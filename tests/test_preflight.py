@@ -232,3 +232,24 @@ def test_without_data_validation_only_the_header_is_checked(make_csv: MakeCsv) -
     path = make_csv("tiny.csv", ["x", "label"], [[1, "a"]])
     summary = check_dataset(spec_for(path, validate_data=False))
     assert summary == DatasetSummary(rows=-1, features=["x"], categorical=[], classes=None)
+
+
+@pytest.mark.parametrize(
+    ("task_type", "suggested"),
+    [("svm_classification", "svm_regression"), ("logistic_regression", "ridge_regression")],
+)
+def test_classification_on_a_continuous_target_is_refused_naming_a_regression_type(
+    make_csv: MakeCsv, task_type: str, suggested: str
+) -> None:
+    rows: list[list[object]] = [[i, round(0.37 * i + 1.05, 3)] for i in range(40)]
+    path = make_csv("prices.csv", ["size", "price"], rows)
+    err = refusal(spec_for(path, task_type=task_type, target_column="price"))
+    assert "holds continuous numbers (such as '1.05')" in err.message
+    assert err.hint is not None and suggested in err.hint
+
+
+def test_a_whole_number_target_is_still_a_classification_target(make_csv: MakeCsv) -> None:
+    rows: list[list[object]] = [[i, float(i % 3)] for i in range(40)]  # 0.0, 1.0, 2.0: classes
+    path = make_csv("classes.csv", ["x", "label"], rows)
+    summary = check_dataset(spec_for(path))
+    assert summary.classes == ["0.0", "1.0", "2.0"]

@@ -76,3 +76,27 @@ def test_a_search_keeps_a_poly_kernel_to_small_gamma_and_c_unless_the_caller_ask
         assert params["gamma"] <= 1.0 and params["C"] <= 100.0
     wide = spec.model_copy(update={"search_space": {"gamma": {"low": 5.0, "high": 10.0}}})
     assert suggest(optuna.create_study().ask(), wide)[1]["gamma"] >= 5.0
+
+
+async def test_when_every_trial_fails_the_error_names_the_first_trials_cause_and_the_log_ends_with_it(
+    queue_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    # Header-only validation lets a continuous target through to the trials, which all fail.
+    rows = "\n".join(f"{i},{0.37 * i + 1.05:.3f}" for i in range(60))
+    path = tmp_path / "prices.csv"
+    path.write_text("size,price\n" + rows + "\n")
+    spec = {
+        "task_type": "logistic_regression",
+        "data_source": str(path),
+        "target_column": "price",
+        "validate_data": False,
+        "n_trials": 4,
+        "cv_folds": 3,
+    }
+    async with TrainingService(queue_dir, models_dir) as svc:
+        done = await svc.wait((await svc.submit(spec)).task_id, timeout_s=120)
+        logs = await svc.logs(done.task_id, tail=10)
+    assert done.status is TaskStatus.FAILED and done.error is not None
+    assert done.error.kind.value == "data_error"
+    assert "The first trial's error: ValueError: Unknown label type: continuous" in done.error.message
+    assert any("Unknown label type: continuous" in line for line in logs)

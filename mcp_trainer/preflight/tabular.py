@@ -34,6 +34,7 @@ class _Column:
     example: str | None = None  # a non-numeric value, for messages
     distinct: set[str] = field(default_factory=set)
     overflow: bool = False
+    fractional: str | None = None  # a number with a fractional part, for messages
 
     def add(self, value: str) -> None:
         v = value.strip()
@@ -44,6 +45,8 @@ class _Column:
             self.non_numeric += 1
             if self.example is None:
                 self.example = v
+        elif self.fractional is None and not float(v).is_integer():
+            self.fractional = v
         if not self.overflow:
             self.distinct.add(v)
             if len(self.distinct) > MAX_CATEGORIES:
@@ -203,30 +206,7 @@ def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummar
             f"least {need}.",
             "Add rows or lower cv_folds.",
         )
-    classes: list[str] | None = None
-    if spec.is_classification:
-        target = targets[0]
-        if target.overflow:
-            raise InvalidInputError(
-                f"target_column {target.name!r} has more than {MAX_CATEGORIES} distinct values, too many "
-                "classes for classification.",
-                "If it is a quantity, use svm_regression.",
-            )
-        if len(target.distinct) < 2:
-            only = next(iter(target.distinct), "nothing")
-            raise InvalidInputError(
-                f"target_column {target.name!r} has a single class ({only!r}); classification needs two.",
-                "Check that you picked the right column, or add rows of the other classes.",
-            )
-        classes = sorted(target.distinct)
-    else:
-        for target in targets:
-            if target.non_numeric:
-                raise InvalidInputError(
-                    f"target_column {target.name!r} has non-numeric values such as {target.example!r}; "
-                    "regression needs numbers.",
-                    "Clean the column, or use svm_classification to predict categories.",
-                )
+    classes = _check_targets(targets, spec)
     categorical: list[str] = []
     for col in features:
         if col.missing == rows:
@@ -253,3 +233,41 @@ def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummar
     return DatasetSummary(
         rows=usable, features=[c.name for c in features], categorical=categorical, classes=classes
     )
+
+
+def _check_targets(targets: list[_Column], spec: TabularSpec) -> list[str] | None:
+    """The classes of a classification target (None for regression), once the targets fit the task."""
+    classes: list[str] | None = None
+    if spec.is_classification:
+        target = targets[0]
+        regression = spec.task_type.replace("_classification", "_regression").replace(
+            "logistic_regression", "ridge_regression"
+        )
+        if target.non_numeric == 0 and target.fractional is not None:
+            raise InvalidInputError(
+                f"target_column {target.name!r} holds continuous numbers (such as {target.fractional!r}); "
+                f"{spec.task_type} predicts categories.",
+                f"Use a regression task type such as {regression}, or round or bin the values into classes.",
+            )
+        if target.overflow:
+            raise InvalidInputError(
+                f"target_column {target.name!r} has more than {MAX_CATEGORIES} distinct values, too many "
+                "classes for classification.",
+                f"If it is a quantity, use a regression task type such as {regression}.",
+            )
+        if len(target.distinct) < 2:
+            only = next(iter(target.distinct), "nothing")
+            raise InvalidInputError(
+                f"target_column {target.name!r} has a single class ({only!r}); classification needs two.",
+                "Check that you picked the right column, or add rows of the other classes.",
+            )
+        classes = sorted(target.distinct)
+    else:
+        for target in targets:
+            if target.non_numeric:
+                raise InvalidInputError(
+                    f"target_column {target.name!r} has non-numeric values such as {target.example!r}; "
+                    "regression needs numbers.",
+                    "Clean the column, or use svm_classification to predict categories.",
+                )
+    return classes

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from mcp_trainer.artifacts.model_dir import save_model_tree
+from mcp_trainer.machine import available_cpus
 from mcp_trainer.records import ErrorKind, TaskResult
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.trainers.base import TaskFailure, Trainer, WorkerContext
@@ -33,7 +34,7 @@ class FinetuneTrainer(Trainer):
         spec = ctx.record.spec
         assert isinstance(spec, FinetuneSpec)
         started = time.perf_counter()
-        torch.set_num_threads(max(1, hf.cpu_threads()))
+        torch.set_num_threads(ctx.cpu_share or available_cpus())  # its share of the machine
         dev = hf.pick_device(spec.precision)
         ctx.report(phase="loading_model", percent=1.0, message=f"device {dev.name}", force=True)
         tokenizer = hf.load_tokenizer(spec)
