@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +74,24 @@ def _gpus() -> list[GpuInfo]:
 
 
 _gpu_cache: list[GpuInfo] | None = None
+_cpu_measured_at: float | None = None
+_CPU_WINDOW_S = 0.1
+
+
+def _cpu_percent() -> float:
+    """CPU use since the previous call; the first call (whose window psutil would report as 0.0) and a
+    call right after another measure over a short window instead (blocking for it)."""
+    global _cpu_measured_at
+    now = time.monotonic()
+    since_last = _cpu_measured_at is not None and now - _cpu_measured_at >= _CPU_WINDOW_S
+    percent = float(psutil.cpu_percent(interval=None if since_last else _CPU_WINDOW_S))
+    _cpu_measured_at = time.monotonic()
+    return percent
 
 
 def machine_status(disk_path: Path) -> MachineStatus:
-    """A snapshot; CPU percent is measured since the previous call (non-blocking)."""
+    """A snapshot; CPU percent is measured since the previous call, or over 0.1 s (blocking) when there
+    was none or it was only just now."""
     global _gpu_cache
     mem = psutil.virtual_memory()
     disk = psutil.disk_usage(str(disk_path))
@@ -84,7 +99,7 @@ def machine_status(disk_path: Path) -> MachineStatus:
         _gpu_cache = _gpus()  # with no GPU, stop asking: nvmlInit costs milliseconds each time
     return MachineStatus(
         cpu_count=psutil.cpu_count() or 1,
-        cpu_percent=psutil.cpu_percent(interval=None),
+        cpu_percent=_cpu_percent(),
         memory_used_percent=mem.percent,
         memory_available_mb=round(mem.available / 2**20, 1),
         disk_free_mb=round(disk.free / 2**20, 1),

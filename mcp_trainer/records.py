@@ -140,6 +140,7 @@ class TaskResult(BaseModel):
     cv_score: float | None = None
     best_params: dict[str, Any] = Field(default_factory=dict)
     n_trials_completed: int | None = None
+    deleted_at: float | None = None  # delete_model removed the model since
 
 
 class Transition(BaseModel):

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import joblib
 import pandas as pd
 import pytest
@@ -95,6 +96,25 @@ async def test_priorities_order_the_queue_and_positions_are_reported(
         status = await svc.queue_status()
         assert status.next_up == [high.task_id, normal.task_id, low.task_id]
         assert status.queued == 3 and status.running == 0
+
+
+async def test_a_task_that_starts_at_once_has_no_queue_position_and_the_next_one_waits_first_in_line(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path, slow_csv: Path
+) -> None:
+    slow = {"task_type": "svm_classification", "data_source": str(slow_csv), "target_column": "label"}
+    async with TrainingService(queue_dir, models_dir, max_concurrent=1, poll_interval_s=0.05) as svc:
+        with anyio.fail_after(10):
+            while not svc.is_owner:
+                await anyio.sleep(0.02)
+        first = await svc.submit({**slow, "n_trials": 200})
+        assert first.queue_position is None  # a slot is free: it starts now, nothing ahead of it
+        with anyio.fail_after(30):
+            while (await svc.status(first.task_id)).status is not TaskStatus.RUNNING:
+                await anyio.sleep(0.02)
+        second = await svc.submit({**slow, "data_source": str(blobs_csv)})
+        assert second.queue_position == 1
+        await svc.cancel(second.task_id)
+        await svc.cancel(first.task_id)
 
 
 async def test_api_errors_are_typed_and_change_nothing(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -106,3 +108,80 @@ async def test_regression_models_predict_every_target(client: Client, regression
     (y1, y2) = out["predictions"][0]
     assert y1 == pytest.approx(1.5, abs=0.3) and y2 == pytest.approx(1.5, abs=0.3)
     assert out["probabilities"] is None
+
+
+async def test_a_category_never_seen_in_training_is_predicted_with_a_note_for_its_row(
+    client: Client, blobs_csv: Path
+) -> None:
+    model_id = await train(
+        client, task_type="logistic_regression", data_source=str(blobs_csv), target_column="label"
+    )
+    rows = [{"x1": 0.1, "x2": -0.2, "shade": "a"}, {"x1": 3.1, "x2": 2.9, "shade": "purple"}]
+    out = await call(client, "predict", {"model_id": model_id, "rows": rows})
+    assert len(out["predictions"]) == 2
+    assert out["notes"] == [
+        {
+            "row": 1,
+            "column": "shade",
+            "value": "purple",
+            "note": "a category not seen in training; predicted as if it were missing",
+        }
+    ]
+
+
+async def test_a_deleted_models_task_says_its_model_was_deleted(client: Client, blobs_csv: Path) -> None:
+    task = await call(
+        client,
+        "submit_training_task",
+        {
+            "task_type": "logistic_regression",
+            "data_source": str(blobs_csv),
+            "target_column": "label",
+            "n_trials": 2,
+            "cv_folds": 3,
+        },
+    )
+    done = await call(client, "wait_for_task", {"task_id": task["task_id"], "timeout_s": 45})
+    assert done["model_deleted"] is False
+    await call(client, "delete_model", {"model_id": done["model_id"]})
+    status = await call(client, "get_task_status", {"task_id": task["task_id"]})
+    assert status["status"] == "completed" and status["model_id"] == done["model_id"]
+    assert status["model_deleted"] is True
+
+
+async def test_the_report_carries_its_summary_once_and_an_auto_summary_names_the_winning_family(
+    client: Client, blobs_csv: Path
+) -> None:
+    model_id = await train(
+        client,
+        task_type="auto_classification",
+        data_source=str(blobs_csv),
+        target_column="label",
+        families=["logistic", "knn"],
+    )
+    result = await client.call_tool("get_model_report", {"model_id": model_id, "plots": []})
+    assert not result.is_error and result.structured_content is not None
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.count("## Held-out metrics") == 1
+    assert "summary" not in result.structured_content
+    info = await call(client, "get_model_info", {"model_id": model_id})
+    assert info["family"] in ("logistic", "knn")
+    assert f"- Best family: {info['family']}" in text
+
+
+async def test_predict_refuses_rows_without_text_for_a_fine_tune_before_starting_any_job(
+    client: Client, models_dir: Path
+) -> None:
+    # A text classifier's rows are checked in the server: an error took 10.9 s, the time to import torch.
+    model_id = "model_20261122T143000_8f3a2c1d"
+    (models_dir / model_id).mkdir(parents=True)
+    meta = {
+        "model_id": model_id,
+        "task_type": "text_classification_finetune",
+        "features": {"names": ["review"]},
+    }
+    (models_dir / model_id / "metadata.json").write_text(json.dumps(meta))
+    started = time.monotonic()
+    message = await call_error(client, "predict", {"model_id": model_id, "rows": [{"text": "great film"}]})
+    assert "Row 0 has no text in 'review', the column this model reads" in message
+    assert time.monotonic() - started < 2

@@ -153,3 +153,14 @@ def test_runnable_order_excludes_running_and_terminal_tasks(status: TaskStatus) 
     waiting = make_record(created_ns=2)
     other = make_record(status=status, created_ns=1, priority=Priority.HIGH)
     assert [r.task_id for r in runnable_order([other, waiting], now=1000.0)] == [waiting.task_id]
+
+
+def test_elapsed_counts_from_the_first_start_over_a_hand_over_between_servers() -> None:
+    from mcp_trainer.views.tasks import TaskStatusView
+
+    r = make_record(created_at=990.0)
+    r.transition(TaskStatus.RUNNING, now=1000.0)
+    r.transition(TaskStatus.RETRYING, "server restarted", now=1060.0)
+    r.transition(TaskStatus.RUNNING, now=1065.0)
+    view = TaskStatusView.of(r, now=1100.0)
+    assert view.elapsed_s == 100.0  # not 35 s, the current attempt's

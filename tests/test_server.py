@@ -81,7 +81,7 @@ async def test_flat_submit_returns_at_once_and_the_task_completes_with_a_model(
         client, "submit_training_task", flat_submit(blobs_csv, priority="high", name="blobs")
     )
     assert submitted["status"] == "queued"
-    assert submitted["queue_position"] == 1
+    assert submitted["queue_position"] in (None, 1)  # None once this server executes: a slot is free
     task_id = submitted["task_id"]
 
     progress: list[float] = []

@@ -27,7 +27,7 @@ CONTEXT = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Ct
 class SubmitResult(BaseModel):
     task_id: str
     status: str
-    queue_position: int | None = Field(description="1 = next to start")
+    queue_position: int | None = Field(description="1 = next to start when a slot frees; null: starting now")
     message: str
 
 
@@ -47,11 +47,16 @@ def service_of(ctx: Ctx) -> TrainingService:
 
 def submitted(view: TaskStatusView) -> SubmitResult:
     """The answer to a submission: the task id, where it waits, and what to call next."""
+    where = (
+        "it starts now (a slot is free)"
+        if view.queue_position is None
+        else f"{view.queue_position - 1} task(s) start before it"
+    )
     return SubmitResult(
         task_id=view.task_id,
         status=view.status.value,
         queue_position=view.queue_position,
-        message=f"Queued. Poll get_task_status('{view.task_id}') or call wait_for_task.",
+        message=f"Queued; {where}. Poll get_task_status('{view.task_id}') or call wait_for_task.",
     )
 
 

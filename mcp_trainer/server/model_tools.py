@@ -58,8 +58,8 @@ async def get_model_report(
         Field(description=f"Plots to return; omit for all, [] for none. Names: {', '.join(REPORT_PLOTS)}."),
     ] = None,
 ) -> Annotated[CallToolResult, ModelReport]:
-    """A model's readable summary (task, data, best parameters, metrics) and its report plots as PNG
-    images: search history, hyperparameter importances, and held-out confusion matrix, ROC and
+    """A model's readable summary (task, data, best parameters, metrics) as text, and its report plots as
+    PNG images: search history, hyperparameter importances, and held-out confusion matrix, ROC and
     precision-recall curves (classification) or predicted-vs-actual and residuals (regression). The
     answer stays small enough for a chat; its note says what was left out."""
     with tool_errors():
@@ -73,7 +73,10 @@ async def get_model_report(
         content.append(
             ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
         )
-    return CallToolResult(content=content, structured_content=report.model_dump(mode="json"))
+    # The summary is the text above: the structured part carries the rest, so a client shows it once.
+    return CallToolResult(
+        content=content, structured_content=report.model_dump(mode="json", exclude={"summary"})
+    )
 
 
 async def predict(

@@ -3,6 +3,9 @@ saved models. Files are read in worker threads; models are loaded only in job pr
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Callable
 from typing import Any
 
 from mcp_trainer.artifacts.model_dir import (
@@ -13,10 +16,11 @@ from mcp_trainer.artifacts.model_dir import (
     read_metadata,
 )
 from mcp_trainer.artifacts.reports import MAX_REPORT_BYTES, load_report
-from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.ids import check_model_id
 from mcp_trainer.offload import off_loop
 from mcp_trainer.preflight.finetune import MAX_NEW_TOKENS, check_finetune_installed
+from mcp_trainer.records import TaskRecord
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.paging import check_limit
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES
@@ -88,8 +92,14 @@ class ModelMethods(ServiceCore):
         return await off_loop(lambda: load_report(self.models_dir, model_id, plots, max_bytes=max_bytes))
 
     async def delete_model(self, model_id: str) -> None:
-        """Remove a saved model's directory; raises InvalidInputError for an unknown id."""
-        await off_loop(delete_model_dir, self.models_dir, check_model_id(model_id))
+        """Remove a saved model's directory, and say so in its task's status; raises InvalidInputError for
+        an unknown id."""
+        meta = await off_loop(read_metadata, self.models_dir, check_model_id(model_id))
+        await off_loop(delete_model_dir, self.models_dir, model_id)
+        task_id = meta.get("task_id")
+        if isinstance(task_id, str):
+            with contextlib.suppress(TrainerError):  # a task file removed or never here (another queue)
+                await off_loop(self._parts().store.update, task_id, _mark_deleted(model_id))
 
     async def predict(
         self,
@@ -109,7 +119,7 @@ class ModelMethods(ServiceCore):
             raise InvalidInputError(
                 f"{len(rows)} rows is more than the {MAX_PREDICT_ROWS} one call predicts.", "Split them."
             )
-        target, data_source = await off_loop(self._prediction_target, model_id, data_source)
+        target, data_source = await off_loop(self._prediction_target, model_id, data_source, rows)
         out = await self._parts().executor.run_job(
             target,
             {
@@ -122,8 +132,11 @@ class ModelMethods(ServiceCore):
         )
         return Predictions.model_validate(out)
 
-    def _prediction_target(self, model_id: str, data_source: str | None) -> tuple[str, str | None]:
-        """Which job predicts with this model, and the absolute data file (blocking)."""
+    def _prediction_target(
+        self, model_id: str, data_source: str | None, rows: list[dict[str, Any]] | None
+    ) -> tuple[str, str | None]:
+        """Which job predicts with this model, and the absolute data file (blocking). Rows for a fine-tune
+        are checked here, before a job process pays for importing torch."""
         meta = read_metadata(self.models_dir, model_id)  # a clear error if unknown
         target = _TABULAR_PREDICT
         if meta.get("task_type") in FINETUNE_TASK_TYPES:
@@ -132,6 +145,8 @@ class ModelMethods(ServiceCore):
                     f"Model {model_id} is a {meta.get('task_type')} model, which generates text.",
                     "Use generate for it; predict is for classifiers and regressors.",
                 )
+            if rows is not None:
+                _check_text_rows(meta, rows)
             check_finetune_installed()
             target = _TEXT_PREDICT
         if data_source is not None:
@@ -182,3 +197,24 @@ class ModelMethods(ServiceCore):
                 "Use predict for classifiers; list_models shows each model's task type.",
             )
         check_finetune_installed()
+
+
+def _check_text_rows(meta: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Every row holds the text a classifier fine-tune reads, under the column it was trained on."""
+    names = (meta.get("features") or {}).get("names") or ["text"]
+    column = str(names[0])
+    for i, row in enumerate(rows):
+        value = row.get(column) if isinstance(row, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInputError(
+                f"Row {i} has no text in {column!r}, the column this model reads.",
+                f'Give every row {{"{column}": "some text"}}.',
+            )
+
+
+def _mark_deleted(model_id: str) -> Callable[[TaskRecord], None]:
+    def mark(r: TaskRecord) -> None:
+        if r.result is not None and r.result.model_id == model_id and r.result.deleted_at is None:
+            r.result.deleted_at = time.time()
+
+    return mark

@@ -122,14 +122,29 @@ class TaskMethods(ServiceCore):
         return newest[1]
 
     def _queue_positions(self) -> dict[str, int]:
-        """1-based start order of every waiting task."""
+        """1-based start order of every waiting task that waits for a slot; the first ones have none when
+        a process executes the queue and has free slots: they start within a moment (blocking)."""
         store = self._parts().store
         positions = self._positions
         if positions is None or positions[0] != store.version:
             version = store.version
             order = runnable_order(store.waiting(), float("inf"))
-            self._positions = positions = (version, {r.task_id: i + 1 for i, r in enumerate(order)})
+            free = self._free_slots()
+            ranks = {r.task_id: i + 1 - free for i, r in enumerate(order) if i >= free}
+            self._positions = positions = (version, ranks)
         return positions[1]
+
+    def _free_slots(self) -> int:
+        scheduler = self._parts().scheduler
+        if scheduler.is_owner:
+            limit = self.max_concurrent
+        else:
+            owner = scheduler.owner_info()
+            if not owner:
+                return 0  # nobody executes: every waiting task waits
+            limit = owner.get("limit", self.max_concurrent)
+        running = sum(r.status is TaskStatus.RUNNING for r in self._parts().store.cached())
+        return max(0, limit - running)
 
     async def list_tasks(
         self,

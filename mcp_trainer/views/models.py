@@ -16,6 +16,7 @@ __all__ = [
     "ModelSummary",
     "Predictions",
     "ReportPlot",
+    "RowNote",
 ]
 
 
@@ -102,6 +103,15 @@ class Generation(BaseModel):
     finished: bool = Field(description="true when the model ended the text itself before max_new_tokens")
 
 
+class RowNote(BaseModel):
+    """Something about one input row the caller should know (the prediction is made all the same)."""
+
+    row: int = Field(description="0-based index of the row")
+    column: str
+    value: Any
+    note: str
+
+
 class Predictions(BaseModel):
     model_id: str
     n_rows: int
@@ -109,6 +119,9 @@ class Predictions(BaseModel):
     classes: list[Any] | None = Field(None, description="class labels, in the order of each probability row")
     probabilities: list[list[float]] | None = Field(
         None, description="per-class probabilities, for classifiers that estimate them"
+    )
+    notes: list[RowNote] = Field(
+        default_factory=list, description="per row: a category the model never saw in training, etc."
     )
 
 

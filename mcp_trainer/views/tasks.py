@@ -27,7 +27,9 @@ class TaskStatusView(BaseModel):
     user_id: str | None
     priority: Priority
     status: TaskStatus
-    queue_position: int | None = Field(None, description="1 = next to start; only while waiting")
+    queue_position: int | None = Field(
+        None, description="1 = next to start when a slot frees; null while waiting for a slot free now"
+    )
     progress: float = Field(description="overall percent, 0-100")
     phase: str
     trial: int | None = None
@@ -51,6 +53,7 @@ class TaskStatusView(BaseModel):
     started_at: str | None
     finished_at: str | None
     model_id: str | None = None
+    model_deleted: bool = Field(False, description="delete_model removed this task's model since")
     metrics: dict[str, float] | None = None
     cv_score: float | None = None
     error: TaskError | None = None
@@ -100,6 +103,7 @@ class TaskStatusView(BaseModel):
             started_at=iso(r.started_at),
             finished_at=iso(r.finished_at),
             model_id=r.result.model_id if r.result else None,
+            model_deleted=r.result is not None and r.result.deleted_at is not None,
             metrics=r.result.metrics if r.result else None,
             cv_score=r.result.cv_score if r.result else None,
             error=r.error if shows_error else None,

@@ -55,6 +55,38 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
     return frame
 
 
+def _unseen_categories(model: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A note for every category value the model never saw in training: its one-hot encoding is all
+    zeros, as if the value were missing, and the caller should know the prediction rests on that."""
+    known = _known_categories(model)
+    notes: list[dict[str, Any]] = []
+    for column, categories in known.items():
+        if column not in frame.columns:
+            continue
+        for row, value in enumerate(frame[column].tolist()):
+            if isinstance(value, str) and value not in categories:
+                notes.append(
+                    {
+                        "row": row,
+                        "column": column,
+                        "value": value,
+                        "note": "a category not seen in training; predicted as if it were missing",
+                    }
+                )
+    return notes[:1000]
+
+
+def _known_categories(model: Any) -> dict[str, set[str]]:
+    """The categories each categorical column had in training, from the fitted one-hot encoder."""
+    preprocess = getattr(model, "named_steps", {}).get("preprocess")
+    for name, transformer, columns in getattr(preprocess, "transformers_", []):
+        if name != "categorical":
+            continue
+        encoder = transformer.named_steps["onehot"]
+        return {col: {str(c) for c in cats} for col, cats in zip(columns, encoder.categories_, strict=True)}
+    return {}
+
+
 def predict(
     models_dir: str, model_id: str, rows: list[dict[str, Any]] | None, data_source: str | None
 ) -> dict[str, Any]:
@@ -67,7 +99,13 @@ def predict(
             f"{len(frame)} rows is more than the {MAX_PREDICT_ROWS} one call predicts.", "Split the data."
         )
     predictions = model.predict(frame)
-    out: dict[str, Any] = {"model_id": model_id, "n_rows": len(frame), "classes": None, "probabilities": None}
+    out: dict[str, Any] = {
+        "model_id": model_id,
+        "n_rows": len(frame),
+        "classes": None,
+        "probabilities": None,
+        "notes": _unseen_categories(model, frame),
+    }
     if predictions.ndim == 2:
         out["predictions"] = [_plain(row) for row in predictions]
     else:
