@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 import pytest
 from mcp import Client
-from mcp_calls import call, call_error
+from mcp_calls import call_error
 from PIL import Image
 
 from mcp_trainer import TabularSpec, TaskRecord, TaskStatus, TrainingService
@@ -37,6 +37,7 @@ CLASSIFICATION_PLOTS = [
     "confusion_matrix",
     "roc_curve",
     "pr_curve",
+    "feature_importances",
 ]
 SMALL = {"n_trials": 4, "cv_folds": 3, "n_parallel_trials": 1}
 
@@ -157,9 +158,11 @@ async def test_get_model_report_returns_only_the_plots_asked_for(
     assert included == {"roc_curve", "confusion_matrix"}
     assert "Also available: optimization_history" in structured["note"]
 
-    summary_only = await call(client, "get_model_report", {"model_id": model_id, "plots": []})
-    assert not any(p["included"] for p in summary_only["plots"])
-    assert summary_only["summary"].startswith(f"# {model_id}")
+    summary_only = await client.call_tool("get_model_report", {"model_id": model_id, "plots": []})
+    assert summary_only.structured_content is not None
+    assert not any(p["included"] for p in summary_only.structured_content["plots"])
+    assert [b.type for b in summary_only.content] == ["text"]
+    assert summary_only.content[0].text.startswith(f"# {model_id}")  # type: ignore[union-attr]
 
 
 async def test_unknown_models_and_plots_are_errors_that_say_how_to_fix_them(
@@ -286,7 +289,7 @@ def test_a_drawing_process_that_dies_costs_only_its_own_plots(monkeypatch: pytes
     def crash(*args: Any) -> bytes:
         os._exit(3)  # what a segfault inside matplotlib would look like to the worker
 
-    monkeypatch.setattr(plots, "importances_png", crash)
+    monkeypatch.setattr(plots, "param_importances_png", crash)
     study = _study([0.1 * (i % 7) for i in range(6)])
     # Two processes share the plots round-robin: the helper draws importances and the ROC curve.
     out = render_reports(

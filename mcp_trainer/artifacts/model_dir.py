@@ -49,6 +49,7 @@ REPORT_PLOTS: dict[str, str] = {
     "pr_curve": "held-out precision-recall curve (one-vs-rest per class when there are more than two)",
     "predicted_vs_actual": "held-out predictions against true values, per target",
     "residuals": "held-out residuals (true - predicted) against predictions, per target",
+    "feature_importances": "held-out drop in score when each input column is shuffled (permutation)",
     "loss_curve": "a fine-tune's training loss per optimizer step, with the eval loss at each evaluation",
 }
 

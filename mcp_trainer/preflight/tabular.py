@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from mcp_trainer.errors import InvalidInputError
@@ -35,6 +36,7 @@ class _Column:
     distinct: set[str] = field(default_factory=set)
     overflow: bool = False
     fractional: str | None = None  # a number with a fractional part, for messages
+    dates: int = 0  # non-numeric values that are ISO 8601 dates or date-times
 
     def add(self, value: str) -> None:
         v = value.strip()
@@ -45,6 +47,8 @@ class _Column:
             self.non_numeric += 1
             if self.example is None:
                 self.example = v
+            if self.dates == self.non_numeric - 1 and _is_date(v):
+                self.dates += 1
         elif self.fractional is None and not float(v).is_integer():
             self.fractional = v
         if not self.overflow:
@@ -61,6 +65,18 @@ class DatasetSummary:
     features: list[str]
     categorical: list[str]
     classes: list[str] | None
+    dates: list[str] = field(default_factory=list)
+
+
+def _is_date(v: str) -> bool:
+    """An ISO 8601 date or date-time (the worker parses these with pandas: trainers/tabular/features.py)."""
+    if len(v) < 10 or not v[:4].isdigit() or v[4] != "-":
+        return False
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_number(v: str) -> bool:
@@ -208,13 +224,16 @@ def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummar
         )
     classes = _check_targets(targets, spec)
     categorical: list[str] = []
+    dates: list[str] = []
     for col in features:
         if col.missing == rows:
             raise InvalidInputError(
                 f"Feature column {col.name!r} has no values.",
                 "Leave it out with feature_columns, or fill it in.",
             )
-        if col.non_numeric:
+        if col.non_numeric and col.dates == col.non_numeric and col.non_numeric == rows - col.missing:
+            dates.append(col.name)  # parsed into year, month, day, weekday (and hour) by the worker
+        elif col.non_numeric:
             if col.overflow:
                 raise InvalidInputError(
                     f"Feature column {col.name!r} is text with more than {MAX_CATEGORIES} distinct values "
@@ -231,7 +250,11 @@ def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummar
                 "dropped).",
             )
     return DatasetSummary(
-        rows=usable, features=[c.name for c in features], categorical=categorical, classes=classes
+        rows=usable,
+        features=[c.name for c in features],
+        categorical=categorical,
+        classes=classes,
+        dates=dates,
     )
 
 

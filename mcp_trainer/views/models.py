@@ -71,6 +71,9 @@ class ModelInfo(ModelSummary):
     model_files: dict[str, str] = Field(description="fine-tunes: sha256 of each file from_pretrained reads")
     training: dict[str, Any] = Field(description="fine-tunes: device, steps, throughput, GPU memory, retries")
     parameters: dict[str, Any]
+    feature_importances: dict[str, Any] = Field(
+        description="permutation importances on the held-out split (every model), and the model's own"
+    )
     reports: list[str]
 
     @classmethod
@@ -91,6 +94,7 @@ class ModelInfo(ModelSummary):
             model_files=meta.get("model_files") or {},
             training=meta.get("training") or {},
             parameters=meta.get("parameters") or {},
+            feature_importances=meta.get("feature_importances") or {},
             reports=reports,
         )
 

@@ -28,8 +28,9 @@ __all__ = [
     "HeldOut",
     "SkipPlot",
     "confusion_png",
+    "feature_importances_png",
     "history_png",
-    "importances_png",
+    "param_importances_png",
     "pr_png",
     "predicted_vs_actual_png",
     "residuals_png",
@@ -125,7 +126,7 @@ def history_png(trials: list[FrozenTrial], scoring: str, auto: bool) -> bytes:
     return _png(fig)
 
 
-def importances_png(study: optuna.Study, trials: list[FrozenTrial], auto: bool, seed: int) -> bytes:
+def param_importances_png(study: optuna.Study, trials: list[FrozenTrial], auto: bool, seed: int) -> bytes:
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     params: list[str] | None = None
     scope = f"{len(done)} trials"
@@ -157,6 +158,29 @@ def importances_png(study: optuna.Study, trials: list[FrozenTrial], auto: bool, 
     ax.set_ylabel("hyperparameter")
     ax.grid(axis="x", alpha=0.3)
     fig.subplots_adjust(left=0.3, right=0.97, top=0.9, bottom=0.11)
+    return _png(fig)
+
+
+def feature_importances_png(permutation: dict[str, Any]) -> bytes:
+    """The 20 input columns whose shuffling costs the held-out score most, with the spread of repeats."""
+    if "skipped" in permutation:
+        raise SkipPlot(f"permutation importance was not computed: {permutation['skipped']}")
+    names = list(permutation["mean"])[:20][::-1]  # the most important at the top
+    fig, ax = _figure()
+    y = np.arange(len(names))
+    means = [float(permutation["mean"][n]) for n in names]
+    spread = [float(permutation["std"][n]) for n in names]
+    ax.barh(y, means, xerr=spread, height=0.6, color="C0", ecolor="0.4", capsize=2)
+    ax.set_yticks(y, [_label(n, 22) for n in names])
+    ax.axvline(0.0, color="0.3", linewidth=0.8)
+    total = len(permutation["mean"])
+    shown = f"the top 20 of {total} columns" if total > 20 else f"{total} columns"
+    fig.suptitle(f"Feature importances: permutation on the held-out split ({shown})", fontsize=11)
+    ax.set_xlabel(
+        f"drop in {permutation['scoring']} when the column is shuffled ({permutation['repeats']} repeats)"
+    )
+    ax.grid(axis="x", alpha=0.3)
+    fig.subplots_adjust(left=0.3, right=0.97, top=0.9, bottom=0.12)
     return _png(fig)
 
 

@@ -13,6 +13,7 @@ from mcp_trainer.artifacts.model_dir import verified_model_file
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.trainers.tabular.data import as_category_strings, read_frame
+from mcp_trainer.trainers.tabular.features import parse_dates
 
 __all__ = ["MAX_PREDICT_ROWS", "predict"]
 
@@ -41,7 +42,7 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
         raise InvalidInputError(f"Missing feature columns: {missing}.", f"The model needs: {features}.")
     frame = frame[features].copy()
     for name, kind in meta["features"]["types"].items():
-        if kind != "numeric":
+        if kind != "numeric":  # categories and dates (parsed by the pipeline) are text
             frame[name] = as_category_strings(frame[name])
             continue
         converted = pd.to_numeric(frame[name], errors="coerce")
@@ -76,6 +77,25 @@ def _unseen_categories(model: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
     return notes[:1000]
 
 
+def _unparsed_dates(meta: dict[str, Any], frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A note for every value of a date column that is not an ISO 8601 date: it counts as missing."""
+    notes: list[dict[str, Any]] = []
+    for name, kind in meta["features"]["types"].items():
+        if kind != "datetime":
+            continue
+        unparsed = frame[name].notna() & parse_dates(frame[name]).isna()
+        for row in np.flatnonzero(unparsed.to_numpy())[:1000]:
+            notes.append(
+                {
+                    "row": int(row),
+                    "column": name,
+                    "value": frame[name].iloc[row],
+                    "note": "not an ISO 8601 date; predicted as if it were missing",
+                }
+            )
+    return notes
+
+
 def _known_categories(model: Any) -> dict[str, set[str]]:
     """The categories each categorical column had in training, from the fitted one-hot encoder."""
     preprocess = getattr(model, "named_steps", {}).get("preprocess")
@@ -104,7 +124,7 @@ def predict(
         "n_rows": len(frame),
         "classes": None,
         "probabilities": None,
-        "notes": _unseen_categories(model, frame),
+        "notes": _unseen_categories(model, frame) + _unparsed_dates(meta, frame),
     }
     if predictions.ndim == 2:
         out["predictions"] = [_plain(row) for row in predictions]

@@ -101,6 +101,7 @@ def render_reports(
     auto: bool = False,
     seed: int = 0,
     processes: int | None = None,
+    importance: dict[str, Any] | None = None,
 ) -> RenderedReports:
     """Every plot that applies, as PNG bytes named `<plot>.png`, drawn by up to `processes` processes
     (default: one per CPU, at most 4). Never raises for a plot: a failure is logged as a warning and
@@ -114,7 +115,7 @@ def render_reports(
     else:
         trials = study.get_trials(deepcopy=False)
         jobs.append(("optimization_history", lambda: plots.history_png(trials, scoring, auto)))
-        jobs.append(("param_importances", lambda: plots.importances_png(study, trials, auto, seed)))
+        jobs.append(("param_importances", lambda: plots.param_importances_png(study, trials, auto, seed)))
     if classification:
         jobs += [
             ("confusion_matrix", lambda: plots.confusion_png(held_out)),
@@ -126,6 +127,8 @@ def render_reports(
             ("predicted_vs_actual", lambda: plots.predicted_vs_actual_png(held_out)),
             ("residuals", lambda: plots.residuals_png(held_out)),
         ]
+    if importance is not None:
+        jobs.append(("feature_importances", lambda: plots.feature_importances_png(importance)))
     n = max(1, min(processes or min(available_cpus(), _MAX_PROCESSES), len(jobs)))
     try:
         outcomes = {name: (kind, value) for name, kind, value in _draw_shared(jobs, n)}

@@ -65,9 +65,10 @@ def metadata_for(
         "n_trials_completed": n_trials,
         "metrics": held_out,
         "features": {
-            "names": data.numeric + data.categorical,
+            "names": data.numeric + data.dates + data.categorical,
             "types": {
                 **dict.fromkeys(data.numeric, "numeric"),
+                **dict.fromkeys(data.dates, "datetime"),
                 **dict.fromkeys(data.categorical, "categorical"),
             },
         },
@@ -111,4 +112,26 @@ def summary_markdown(model_id: str, spec: TabularSpec, meta: dict[str, Any]) -> 
     lines += [f"- Warning: {w}" for w in meta.get("warnings") or []]
     lines += ["", "## Held-out metrics", ""]
     lines += [f"- {k}: {v}" for k, v in meta["metrics"].items()]
+    lines += _importance_lines(meta.get("feature_importances") or {})
     return "\n".join(lines) + "\n"
+
+
+def _importance_lines(importances: dict[str, Any]) -> list[str]:
+    permutation = importances.get("permutation") or {}
+    lines = ["", "## Feature importances", ""]
+    if "skipped" in permutation:
+        lines.append(f"- Permutation importance not computed: {permutation['skipped']}")
+    elif permutation:
+        lines.append(
+            f"Drop in held-out {permutation['scoring']} when each column is shuffled "
+            f"({permutation['repeats']} repeats, {permutation['rows']} rows), the 10 largest:"
+        )
+        lines.append("")
+        for name, mean in list(permutation["mean"].items())[:10]:
+            lines.append(f"- {name}: {mean} (± {permutation['std'][name]})")
+    own = importances.get("model")
+    if own:
+        what = "impurity-based importances" if own["kind"] == "impurity" else "absolute coefficients"
+        top = ", ".join(f"{name} {value}" for name, value in list(own["values"].items())[:5])
+        lines += ["", f"The model's own {what} (on the encoded features), the 5 largest: {top}"]
+    return lines if len(lines) > 3 else []

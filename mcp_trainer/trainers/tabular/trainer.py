@@ -23,6 +23,7 @@ from mcp_trainer.records import ErrorKind, TaskResult
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import TaskFailure, Trainer, WorkerContext
 from mcp_trainer.trainers.tabular.data import TabularData, load_tabular
+from mcp_trainer.trainers.tabular.importance import feature_importances
 from mcp_trainer.trainers.tabular.report import HeldOut, RenderedReports, class_scores, render_reports
 from mcp_trainer.trainers.tabular.search import SEARCH_END, run_search
 from mcp_trainer.trainers.tabular.suggest import estimator_for, fixed_params
@@ -57,6 +58,7 @@ class _Run:
     study: optuna.Study | None = None
     reports: dict[str, str | bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    importances: dict[str, Any] = field(default_factory=dict)
 
 
 class SklearnTrainer(Trainer):
@@ -83,7 +85,8 @@ class SklearnTrainer(Trainer):
         timings["final_fit"] = time.perf_counter() - t0
         ctx.check_stop()
 
-        held_out, plots = _evaluate(ctx, spec, split, final, run.study)
+        held_out, importances, plots = _evaluate(ctx, spec, split, final, run.study)
+        run.importances = importances
         run.reports.update(plots.images)
         ctx.check_stop()
         ctx.report(phase="saving", percent=97.0, force=True)
@@ -142,12 +145,16 @@ def _search_or_fixed(ctx: WorkerContext, spec: TabularSpec, split: _Split) -> _R
 
 def _evaluate(
     ctx: WorkerContext, spec: TabularSpec, split: _Split, final: Pipeline, study: optuna.Study | None
-) -> tuple[dict[str, float], RenderedReports]:
-    """Held-out metrics of the final model, and its report plots."""
+) -> tuple[dict[str, float], dict[str, Any], RenderedReports]:
+    """Held-out metrics of the final model, its feature importances, and its report plots."""
     ctx.report(phase="evaluating", percent=95.0, force=True)
     pred = final.predict(split.X_test)
     scores, score_source = class_scores(final, split.X_test) if spec.is_classification else (None, None)
     held_out = held_out_metrics(spec, split.y_test, pred, scores)
+    with limit_threads(ctx.cpu_share or available_cpus()):
+        importances = feature_importances(
+            final, split.X_test, split.y_test, spec.effective_scoring, spec.random_state
+        )
     ctx.report(phase="reporting", percent=96.0, force=True)
     plots = render_reports(
         held_out=HeldOut(
@@ -164,8 +171,9 @@ def _evaluate(
         auto=spec.family == "auto",
         seed=spec.random_state,
         processes=ctx.cpu_share,
+        importance=importances["permutation"],
     )
-    return held_out, plots
+    return held_out, importances, plots
 
 
 def _save(
@@ -182,6 +190,7 @@ def _save(
     metadata["n_trials_failed"] = run.n_failed
     metadata["stopped_early"] = "stop_training_task" if run.finished_early else None
     metadata["warnings"] = list(ctx.progress.warnings)
+    metadata["feature_importances"] = run.importances
     metadata["timings_s"] = {k: round(v, 3) for k, v in run.timings.items()}
     metadata["plots"] = plots.metadata()
     metadata["rows"] = {
