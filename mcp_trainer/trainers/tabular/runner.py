@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import multiprocessing.connection
 import signal
 import time
 import traceback
@@ -158,7 +159,8 @@ class SearchRunner:
             if now - studied >= _STUDY_EVERY_S:
                 studied = now
                 self.on_tick(self._snapshot())
-            time.sleep(_TICK_S)
+            # Wakes at once when a helper exits (the search's end, or a death), else after a tick.
+            multiprocessing.connection.wait([h.process.sentinel for h in self._helpers], timeout=_TICK_S)
         self.on_tick(self._snapshot())
 
     def _check_helpers(self, outcome: RunOutcome) -> None:
