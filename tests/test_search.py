@@ -100,3 +100,18 @@ async def test_when_every_trial_fails_the_error_names_the_first_trials_cause_and
     assert done.error.kind.value == "data_error"
     assert "The first trial's error: ValueError: Unknown label type: continuous" in done.error.message
     assert any("Unknown label type: continuous" in line for line in logs)
+
+
+def test_trials_completed_counts_only_the_trials_that_produced_a_score() -> None:
+    from mcp_trainer.trainers.tabular.runner import RunOutcome
+    from mcp_trainer.trainers.tabular.search import _outcome
+
+    spec = TabularSpec(task_type="ridge_regression", data_source="sklearn:diabetes", n_trials=5)
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.7, None, 0.6, None):
+        trial = study.ask()
+        trial.suggest_float("alpha", 1e-4, 1e3, log=True)
+        study.tell(trial, value, state=None if value is not None else optuna.trial.TrialState.FAIL)
+    found = _outcome(study, spec, RunOutcome())
+    assert (found.n_trials, found.n_failed) == (3, 2)
+    assert found.cv_score == 0.7
