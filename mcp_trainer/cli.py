@@ -6,13 +6,18 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.version import __version__
 
 __all__ = ["main", "parse_args"]
+
+log = logging.getLogger("mcp_trainer.cli")
+TOKEN_FILE = ".http-token"  # in the queue directory unless --token-file says otherwise
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,15 +40,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_CONCURRENCY,
         help=f"tasks run at once at most (default: {DEFAULT_CONCURRENCY})",
     )
-    p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP only (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="HTTP only (default: 8000)")
     p.add_argument(
-        "--allowed-origin",
+        "--data-root",
+        type=Path,
         action="append",
         default=[],
-        help="HTTP only: an extra Origin allowed by the DNS-rebinding check (repeatable)",
+        help="data files must resolve (links followed) under this directory (repeatable; default: anywhere)",
     )
+    p.add_argument(
+        "--model-root",
+        type=Path,
+        action="append",
+        default=[],
+        help="fine-tunes' model_path must resolve under this directory (repeatable; default: anywhere)",
+    )
+    p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    _http_arguments(p)
     p.add_argument(
         "--no-execute",
         action="store_true",
@@ -52,11 +64,70 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--version", action="version", version=f"mcp-trainer {__version__}")
     args = p.parse_args(argv)
+    _check(p, args)
+    return args
+
+
+def _http_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="HTTP only (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP only (default: 8000)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        help=f"HTTP only: the bearer token clients must send, created (mode 0600) if missing "
+        f"(default: <queue-dir>/{TOKEN_FILE})",
+    )
+    p.add_argument(
+        "--no-token",
+        action="store_true",
+        help="HTTP only, loopback only: accept requests without a token (any local process can call)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="HTTP only: a Host header allowed besides localhost and the bind address, as name:port "
+        "(repeatable; needed to reach a non-loopback bind)",
+    )
+    p.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        help="HTTP only: an extra Origin allowed by the DNS-rebinding check (repeatable)",
+    )
+    p.add_argument(
+        "--session-idle-timeout",
+        type=float,
+        default=300.0,
+        help="HTTP only: seconds after which an idle MCP session is closed (default: 300)",
+    )
+    p.add_argument(
+        "--max-sessions", type=int, default=200, help="HTTP only: open MCP sessions at most (default: 200)"
+    )
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from mcp_trainer.server.http import is_loopback
+
     if args.max_concurrent < 1:
         p.error("--max-concurrent must be at least 1")
     if not 0 < args.port < 65536:
         p.error("--port must be between 1 and 65535")
-    return args
+    if args.transport == "streamable-http" and not is_loopback(args.host):
+        if args.no_token:
+            p.error(
+                f"--host {args.host} is reachable from other machines: it needs a token (drop --no-token)"
+            )
+        if not args.allowed_host:
+            p.error(
+                f"--host {args.host}: name the Host clients will use with --allowed-host NAME:{args.port} "
+                "(the DNS-rebinding check refuses any other)"
+            )
+    for root in [*args.data_root, *args.model_root]:
+        if not root.is_dir():
+            p.error(f"{root} is not a directory (--data-root and --model-root take directories)")
+    if args.session_idle_timeout <= 0 or args.max_sessions < 1:
+        p.error("--session-idle-timeout must be positive and --max-sessions at least 1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,21 +145,64 @@ def main(argv: list[str] | None = None) -> int:
             max_concurrent=args.max_concurrent,
             execute=not args.no_execute,
             exit_on_signal=True,
+            data_roots=tuple(args.data_root),
+            model_roots=tuple(args.model_root),
         )
     )
     try:
         if args.transport == "stdio":
-            server.run()
+            import anyio
+
+            from mcp_trainer.server.stdio import run_stdio
+
+            anyio.run(run_stdio, server)
         else:
-            server.run("streamable-http", host=args.host, port=args.port, transport_security=_security(args))
+            return _serve_http(server, args)
     except KeyboardInterrupt:
         return 130
     return 0
 
 
+def _serve_http(server: MCPServer[Any], args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mcp_trainer.server.http import BearerToken, TokenFileError, load_or_create_token
+
+    app = server.streamable_http_app(
+        transport_security=_security(args),
+        session_idle_timeout=args.session_idle_timeout,
+        max_sessions=args.max_sessions,
+        host=args.host,
+    )
+    served: Any = app
+    if args.no_token:
+        log.warning(
+            "HTTP without a token on %s:%d: any local process can call the tools", args.host, args.port
+        )
+    else:
+        path = args.token_file or args.queue_dir / TOKEN_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            token = load_or_create_token(path)
+        except TokenFileError as exc:
+            print(f"mcp-trainer: {exc}", file=sys.stderr)
+            return 2
+        log.info("HTTP clients must send 'Authorization: Bearer <token>', the token being in %s", path)
+        served = BearerToken(app, token)
+    if not (args.data_root or args.no_token):
+        log.warning("no --data-root: a client with the token may name any file this server's user can read")
+    uvicorn.run(served, host=args.host, port=args.port, log_level=args.log_level.lower())
+    return 0
+
+
 def _security(args: argparse.Namespace) -> TransportSecuritySettings:
-    """DNS-rebinding protection, configured explicitly: only this host and port may be named."""
-    hosts = [f"{args.host}:{args.port}", f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+    """DNS-rebinding protection, configured explicitly: only these hosts and ports may be named."""
+    hosts = [
+        f"{args.host}:{args.port}",
+        f"localhost:{args.port}",
+        f"127.0.0.1:{args.port}",
+        *args.allowed_host,
+    ]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=sorted(set(hosts)),

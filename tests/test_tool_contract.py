@@ -117,6 +117,8 @@ async def test_an_unknown_argument_of_any_tool_is_refused(client: Client) -> Non
         ("list_training_tasks", {"status": "finished"}, "status must be one of 'queued'"),
         ("submit_finetune_task", {"lora_r": 0}, "lora_r must be at least 1 (got 0)"),
         ("predict", {"rows": "a,b"}, "rows must be a list"),
+        ("submit_training_task", {"data_source": "/d/a\x00.csv"}, "data_source: must not contain a NUL"),
+        ("submit_training_task", {"data_source": "/" + "d" * 5000}, "data_source must be at most 4096"),
     ],
 )
 async def test_validation_errors_are_sentences_without_pydantic_wording(

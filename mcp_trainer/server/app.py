@@ -43,6 +43,8 @@ class ServerConfig:
     # On SIGTERM/SIGINT hand running tasks back to the queue, then exit. For a process that only serves
     # (the CLI): a stdio server blocks in a read of stdin that no cancellation can interrupt.
     exit_on_signal: bool = False
+    data_roots: tuple[Path, ...] = ()  # data files must resolve under one of these (none: anywhere)
+    model_roots: tuple[Path, ...] = ()  # and a fine-tune's model_path under one of these
 
 
 async def _exit_on_signal(service: TrainingService) -> None:
@@ -61,7 +63,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[TrainingService]) -> AsyncIterator[TrainingService]:
         async with TrainingService(
-            cfg.queue_dir, cfg.models_dir, max_concurrent=cfg.max_concurrent, execute=cfg.execute
+            cfg.queue_dir,
+            cfg.models_dir,
+            max_concurrent=cfg.max_concurrent,
+            execute=cfg.execute,
+            data_roots=cfg.data_roots,
+            model_roots=cfg.model_roots,
         ) as service:
             if not cfg.exit_on_signal:
                 yield service

@@ -14,6 +14,7 @@ from mcp_trainer.server.arguments import make_tool
 from mcp_trainer.server.context import Ctx, service_of, tool_errors
 from mcp_trainer.service.models import MAX_PREDICT_ROWS
 from mcp_trainer.service.paging import MAX_PAGE
+from mcp_trainer.specs.sources import PathText
 from mcp_trainer.views.models import ModelInfo, ModelPage, ModelReport, Predictions
 
 __all__ = ["ModelId", "tools"]
@@ -87,7 +88,7 @@ async def predict(
         Field(max_length=MAX_PREDICT_ROWS, description="Rows as {feature: value} objects (null = missing)."),
     ] = None,
     data_source: Annotated[
-        str | None, Field(description="Or a data file / sklearn:<name> holding the feature columns.")
+        PathText | None, Field(description="Or a data file / sklearn:<name> holding the feature columns.")
     ] = None,
 ) -> Predictions:
     """Batch predictions, with class probabilities for classifiers that estimate them. Runs in a separate

@@ -8,6 +8,7 @@ from pathlib import Path
 from mcp_trainer.engine.executor import Executor
 from mcp_trainer.engine.scheduler import Scheduler
 from mcp_trainer.engine.store import TaskStore
+from mcp_trainer.service.roots import Roots
 
 __all__ = ["DEFAULT_CONCURRENCY", "Parts", "ServiceCore"]
 
@@ -29,6 +30,7 @@ class ServiceCore:
     queue_dir: Path
     models_dir: Path
     max_concurrent: int
+    roots: Roots
     _parts_or_none: Parts | None
 
     def _parts(self) -> Parts:

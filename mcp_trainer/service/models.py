@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mcp_trainer.artifacts.model_dir import (
@@ -152,8 +153,8 @@ class ModelMethods(ServiceCore):
         if data_source is not None:
             source = parse_source(data_source)
             if source.path is not None:
-                data_source = str(source.path.resolve())
-                if not source.path.is_file():
+                data_source = self.roots.data_file(data_source)
+                if not Path(data_source).is_file():
                     raise InvalidInputError(f"data_source {data_source!r} does not exist.")
         return target, data_source
 

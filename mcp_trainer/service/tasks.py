@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import aiofiles
@@ -31,6 +30,7 @@ from mcp_trainer.preflight.tabular import check_dataset
 from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.paging import check_limit, decode_cursor, encode_cursor
+from mcp_trainer.service.roots import Roots
 from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
@@ -68,7 +68,7 @@ class TaskMethods(ServiceCore):
         parts = self._parts()
         task_spec = parse_spec(spec)
         options = _options(name=name, user_id=user_id, priority=priority, max_attempts=max_attempts)
-        task_spec = await off_loop(_checked, task_spec)
+        task_spec = await off_loop(_checked, task_spec, self.roots)
         now = time.time()
         record = TaskRecord(
             task_id=new_task_id(now),
@@ -340,12 +340,19 @@ def _options(**given: Any) -> SubmitOptions:
         raise InvalidInputError(f"Invalid parameters: {detail}.") from None
 
 
-def _checked(spec: AnySpec) -> AnySpec:
-    """The spec with absolute paths, once its data passed the checks (blocking: run in a thread)."""
+def _checked(spec: AnySpec, roots: Roots) -> AnySpec:
+    """The spec with absolute paths inside the roots, once its data passed the checks (blocking: run in
+    a thread). The paths are confined before anything is read."""
     if isinstance(spec, FinetuneSpec):
-        return check_finetune(spec)
+        update = {
+            "model_path": roots.model_dir(spec.model_path),
+            "data_source": roots.data_file(spec.data_source),
+        }
+        if spec.eval_data_source is not None:
+            update["eval_data_source"] = roots.data_file(spec.eval_data_source, "eval_data_source")
+        return check_finetune(spec.model_copy(update=update))
     if parse_source(spec.data_source).path is not None:
-        spec = spec.model_copy(update={"data_source": str(Path(spec.data_source).expanduser().resolve())})
+        spec = spec.model_copy(update={"data_source": roots.data_file(spec.data_source)})
     check_dataset(spec)
     return spec
 

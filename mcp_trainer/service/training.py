@@ -26,6 +26,7 @@ from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.offload import off_loop
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
 from mcp_trainer.service.models import ModelMethods
+from mcp_trainer.service.roots import Roots
 from mcp_trainer.service.tasks import TaskMethods
 
 __all__ = ["DEFAULT_CONCURRENCY", "TrainingService"]
@@ -36,7 +37,8 @@ class TrainingService(TaskMethods, ModelMethods):
 
     With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
     processes, at most `max_concurrent` at once. Any number of services may share one queue directory;
-    all of them can submit, read and cancel.
+    all of them can submit, read and cancel. With `data_roots` (and `model_roots`), every data file (and
+    fine-tune model directory) a caller names must resolve under one of them.
     """
 
     def __init__(
@@ -48,6 +50,8 @@ class TrainingService(TaskMethods, ModelMethods):
         execute: bool = True,
         poll_interval_s: float = 0.5,
         warm_up: bool = True,
+        data_roots: tuple[str | os.PathLike[str], ...] = (),
+        model_roots: tuple[str | os.PathLike[str], ...] = (),
     ) -> None:
         if max_concurrent < 1:
             raise InvalidInputError("max_concurrent must be at least 1.")
@@ -57,6 +61,7 @@ class TrainingService(TaskMethods, ModelMethods):
         self.execute = execute
         self.poll_interval_s = poll_interval_s
         self._warm_up = warm_up
+        self.roots = Roots.of(tuple(Path(p) for p in data_roots), tuple(Path(p) for p in model_roots))
         self._parts_or_none: Parts | None = None
         self._exit: contextlib.AsyncExitStack | None = None
 

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mcp_trainer.specs.sources import PathText
+
 __all__ = ["FINETUNE_TASK_TYPES", "FinetuneSpec", "FinetuneTaskType"]
 
 FinetuneTaskType = Literal["text_classification_finetune", "causal_lm_finetune"]
@@ -32,10 +34,10 @@ class FinetuneSpec(BaseModel):
         description="text_classification_finetune: a classifier from a text and a label column. "
         "causal_lm_finetune: a language model on text, or prompt + completion pairs."
     )
-    model_path: str = Field(
-        min_length=1, description="Absolute path of a local Hugging Face model directory (save_pretrained)."
+    model_path: PathText = Field(
+        description="Absolute path of a local Hugging Face model directory (save_pretrained)."
     )
-    data_source: str = Field(min_length=1, description="Absolute path of a .csv, .tsv or .jsonl file.")
+    data_source: PathText = Field(description="Absolute path of a .csv, .tsv or .jsonl file.")
     text_column: str = Field(default="text", min_length=1, description="Column of input text.")
     label_column: str | None = Field(
         default=None, description="Classification: the column of labels; default 'label'."
@@ -88,7 +90,7 @@ class FinetuneSpec(BaseModel):
     eval_split: Annotated[float, Field(ge=0.0, le=0.5)] = Field(
         default=0.1, description="Share held out for evaluation."
     )
-    eval_data_source: str | None = Field(
+    eval_data_source: PathText | None = Field(
         default=None, description="A separate eval file (overrides eval_split)."
     )
     eval_metric: Literal["eval_loss", "accuracy", "f1_macro", "perplexity"] | None = Field(

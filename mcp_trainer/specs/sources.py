@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field
 
 from mcp_trainer.errors import InvalidInputError
 
-__all__ = ["BUNDLED", "FORMATS", "BundledDataset", "DataSource", "parse_source"]
+__all__ = ["BUNDLED", "FORMATS", "MAX_PATH_CHARS", "BundledDataset", "DataSource", "PathText", "parse_source"]
 
 Format = Literal["csv", "tsv", "jsonl", "parquet", "bundled"]
 
@@ -26,6 +28,17 @@ FORMATS: dict[str, Format] = {
     ".pq": "parquet",
 }
 BUNDLED_PREFIX = "sklearn:"
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+# A path a caller names: bounded, and free of the NUL byte no file system takes.
+PathText = Annotated[str, Field(min_length=1, max_length=MAX_PATH_CHARS), AfterValidator(_no_nul)]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.specs.sources import BUNDLED, BUNDLED_PREFIX
+from mcp_trainer.specs.sources import BUNDLED, BUNDLED_PREFIX, PathText
 from mcp_trainer.specs.spaces import TASK_FAMILIES, Kind, check_params, check_search_space, families_for
 
 __all__ = [
@@ -75,8 +75,7 @@ class TabularSpec(BaseModel):
     task_type: TaskType = Field(
         description="Model family and kind; auto_* searches across the families and keeps the best."
     )
-    data_source: str = Field(
-        min_length=1,
+    data_source: PathText = Field(
         description="Absolute path of a .csv, .tsv, .jsonl or .parquet file, or a bundled dataset "
         "sklearn:<name> (get_search_spaces lists them).",
     )

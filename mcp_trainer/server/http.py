@@ -1,0 +1,118 @@
+"""Serving the MCP tools over streamable HTTP, behind a bearer token.
+
+Anyone who can reach the port could otherwise submit, predict and delete, and read back cell values of
+any file the server can read through error messages. So by default every request must carry
+`Authorization: Bearer <token>`: the token is read from a file only its owner may read (mode 0600),
+generated there on first use. A bind to an address other than loopback needs the token; only a loopback
+server may be started without one, and it says so.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BearerToken", "TokenFileError", "is_loopback", "load_or_create_token"]
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class TokenFileError(Exception):
+    """The token file cannot be used; the message says why and how to fix it."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_or_create_token(path: Path) -> str:
+    """The token in `path`, created (random, mode 0600) when the file does not exist.
+
+    Raises TokenFileError for a file that is a link, not a regular file, readable or writable by others,
+    owned by another user, or empty."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return _read_token(path)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(32) + "\n")
+    log.info("generated an HTTP token in %s", path)
+    return _read_token(path)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise TokenFileError(
+            f"The token file {path} cannot be opened: {exc.strerror} (is it a link?)."
+        ) from None
+    with os.fdopen(fd, encoding="utf-8") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenFileError(f"The token file {path} is not a regular file.")
+        if info.st_uid != os.getuid():
+            raise TokenFileError(f"The token file {path} belongs to another user; use a file of your own.")
+        if info.st_mode & 0o077:
+            raise TokenFileError(
+                f"The token file {path} can be read or written by others (mode {info.st_mode & 0o777:o}); "
+                f"run: chmod 600 {path}"
+            )
+        token = f.read().strip()
+    if len(token) < 16:
+        raise TokenFileError(f"The token file {path} holds no token of at least 16 characters.")
+    return token
+
+
+class BearerToken:
+    """ASGI middleware: an HTTP request without `Authorization: Bearer <token>` gets 401 and goes no
+    further. The comparison takes the same time whatever the guess."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan messages pass through
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope.get("headers") or []:
+            if name.lower() == b"authorization":
+                given = value
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        body = (
+            b'{"error": "unauthorized", "message": "Send Authorization: Bearer <token> (see --token-file)."}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b'Bearer realm="mcp-trainer"'),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
