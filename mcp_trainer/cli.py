@@ -136,7 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from mcp_trainer.artifacts.signing import ModelSigner
+    from mcp_trainer.engine.layout import QueueLayout
+    from mcp_trainer.secretfile import SecretFileError
     from mcp_trainer.server import ServerConfig, build_server
+
+    layout = QueueLayout.at(args.queue_dir)
+    try:
+        layout.create()
+        ModelSigner(layout.signing_key).ensure()
+    except (SecretFileError, OSError) as exc:
+        print(f"mcp-trainer: {exc}", file=sys.stderr)
+        return 2
 
     server = build_server(
         ServerConfig(

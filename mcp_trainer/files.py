@@ -9,14 +9,27 @@ never a part of either. A temporary file left by a process that died is named
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["TMP_SUFFIX", "atomic_write", "atomic_write_bytes", "fsync_dir", "sha256_of", "temp_writer_pid"]
+__all__ = [
+    "TMP_SUFFIX",
+    "NotARegularFile",
+    "atomic_write",
+    "atomic_write_bytes",
+    "fsync_dir",
+    "open_no_follow",
+    "read_capped",
+    "real_dir",
+    "sha256_of",
+    "temp_writer_pid",
+]
 
 TMP_SUFFIX = ".tmp"
 
@@ -39,7 +52,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     directory: a crash at any moment leaves the old file or the new one, never a part of either."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
     try:
-        with open(tmp, "wb") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with open(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -65,3 +79,54 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+class NotARegularFile(OSError):
+    """A path that should hold a plain file holds a link, a directory, a FIFO or a device, or a file larger
+    than a reader allows."""
+
+
+def open_no_follow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open` that follows no symbolic link at `path` nor at its directory (a link planted by whoever
+    else can write there must not redirect a write or a read to a file elsewhere). A link raises
+    NotARegularFile; so does anything but a plain file."""
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path.name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFile(errno.ELOOP, "a symbolic link", str(path)) from None
+        raise
+    finally:
+        os.close(parent)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile(errno.EINVAL, "not a regular file", str(path))
+    os.set_blocking(fd, True)
+    return fd
+
+
+def read_capped(path: Path, max_bytes: int) -> bytes:
+    """The content of the plain file at `path` (no link followed), refused beyond `max_bytes`."""
+    fd = open_no_follow(path, os.O_RDONLY)
+    with open(fd, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise NotARegularFile(errno.EFBIG, f"larger than {max_bytes} bytes", str(path))
+    return data
+
+
+def real_dir(path: Path) -> Path:
+    """Make sure `path` is a directory of its own: a symbolic link there, planted to send writes
+    elsewhere, is removed and a directory made in its place. Returns `path`."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    if stat.S_ISLNK(st.st_mode):
+        path.unlink()
+        path.mkdir()
+    elif not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    return path

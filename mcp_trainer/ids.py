@@ -8,7 +8,7 @@ import time
 
 from mcp_trainer.errors import InvalidInputError
 
-__all__ = ["check_model_id", "check_task_id", "model_id_for", "new_task_id"]
+__all__ = ["check_model_id", "check_task_id", "is_task_id", "model_id_for", "new_task_id"]
 
 _TASK_RE = re.compile(r"task_\d{8}T\d{6}_[0-9a-f]{8}")
 _MODEL_RE = re.compile(r"model_\d{8}T\d{6}_[0-9a-f]{8}")
@@ -32,6 +32,11 @@ def _checked(value: object, pattern: re.Pattern[str], kind: str, where: str) -> 
             f"{kind.capitalize()} ids look like '{kind}_20261122T143000_8f3a2c1d'; {where}.",
         )
     return value
+
+
+def is_task_id(text: str) -> bool:
+    """Whether `text` is a well-formed task id."""
+    return _TASK_RE.fullmatch(text) is not None
 
 
 def check_task_id(task_id: object) -> str:

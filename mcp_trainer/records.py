@@ -8,12 +8,13 @@ import time
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mcp_trainer.specs import TaskSpec
 from mcp_trainer.specs.options import Priority
 
 __all__ = [
+    "MAX_WARNINGS",
     "ErrorKind",
     "Priority",
     "Progress",
@@ -23,7 +24,30 @@ __all__ = [
     "TaskStatus",
     "TrainingProgress",
     "Transition",
+    "with_warning",
 ]
+
+MAX_WARNINGS = 20  # a record stays small: past this, one line counts the warnings left out
+_MORE = "more warnings, in the task's log: "
+
+
+def with_warning(warnings: list[str], message: str) -> list[str]:
+    """`warnings` with `message` added once, at most MAX_WARNINGS lines in all (the last counts the rest)."""
+    if message in warnings:
+        return warnings
+    if len(warnings) < MAX_WARNINGS - 1:
+        return [*warnings, message]
+    if len(warnings) == MAX_WARNINGS - 1:
+        return [*warnings, f"{_MORE}1"]
+    more = int(warnings[-1].removeprefix(_MORE)) if warnings[-1].startswith(_MORE) else 0
+    return [*warnings[:-1], f"{_MORE}{more + 1}"]
+
+
+def _clipped(limit: int) -> AfterValidator:
+    def clip(text: str) -> str:
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    return AfterValidator(clip)
 
 
 class TaskStatus(StrEnum):
@@ -87,8 +111,8 @@ class TaskError(BaseModel):
     """A classified, actionable error."""
 
     kind: ErrorKind
-    message: str
-    hint: str | None = None
+    message: Annotated[str, _clipped(2000)]  # an exception's text can be any length
+    hint: Annotated[str, _clipped(1000)] | None = None
 
 
 class TrainingProgress(BaseModel):
@@ -168,6 +192,8 @@ class TaskRecord(BaseModel):
     history: list[Transition] = Field(default_factory=list)
     attempts: int = 0
     max_attempts: int = 3
+    recoveries: int = 0  # times it was running when its owner died (not counted as attempts)
+    idempotency_key: str | None = None  # a second submit with it returns this task (store.py)
     next_attempt_at: float | None = None
     cancel_requested: bool = False
     finish_requested: bool = False  # stop_training_task: end the work now, keep the best so far

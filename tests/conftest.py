@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,31 @@ def make_csv(tmp_path: Path) -> Callable[[str, list[str], list[list[object]]], P
         return write_csv(tmp_path / name, header, rows)
 
     return make
+
+
+@pytest.fixture
+def server_process(queue_dir: Path, models_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `python -m mcp_trainer` server on stdio (stdin held open), owning the queue."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mcp_trainer",
+            "--queue-dir",
+            str(queue_dir),
+            "--models-dir",
+            str(models_dir),
+            "--max-concurrent",
+            "1",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()

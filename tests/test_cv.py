@@ -76,10 +76,13 @@ def test_prepared_folds_score_multi_output_regression_with_missing_values_as_cro
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-def test_prepared_folds_pass_numeric_data_through_unscaled(regression_csv: Path) -> None:
+def test_numeric_data_without_holes_is_not_scaled_but_still_gets_an_imputer_for_predictions(
+    regression_csv: Path,
+) -> None:
     data = _load(regression_csv, "ridge_regression", "y1", scale_features=False)
+    assert not bool(data.X.isna().any().any())
     preprocessor = build_preprocessor(data, scale=False)
-    assert preprocessor == "passthrough"
+    assert [name for name, _ in preprocessor.steps] == ["impute"]
     cv = KFold(3, shuffle=True, random_state=1)
     folds = prepare_folds(preprocessor, data.X, data.y, cv, "neg_mean_absolute_error")
     assert folds is not None

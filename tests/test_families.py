@@ -245,6 +245,8 @@ async def test_a_trial_past_its_time_limit_is_ended_and_counts_as_failed(
     assert fast_view.status is TaskStatus.COMPLETED and fast_view.trial == 3
     assert slow_view.status is TaskStatus.FAILED
     assert slow_view.error is not None and "trial_timeout_s" in (slow_view.error.hint or "")
-    assert sum("ran past the per-trial limit of 0.2 s" in line for line in slow_logs) == 3
+    assert (
+        sum("ran past the per-trial limit of 0.2 s; it counts as failed" in line for line in slow_logs) == 3
+    )
     assert any("3 trial(s) ended early" in w and "per-trial limit" in w for w in slow_view.warnings)
     assert slow_view.elapsed_s is not None and slow_view.elapsed_s < 10

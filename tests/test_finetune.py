@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from tiny_models import expected_device, lm_csv, make_bert, make_gpt2, sentiment_csv
 from torch import nn
 
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.engine.failures import classify_exception
 from mcp_trainer.preflight.finetune import check_finetune
 from mcp_trainer.records import ErrorKind, TaskRecord, TaskResult
@@ -74,6 +75,7 @@ def run_trainer(
         work_dir=tmp / work,
         send=send,
         stop_event=stop,
+        signer=ModelSigner(tmp / "signing.key"),
         finish_event=finish,
         min_interval_s=0,
     )
@@ -358,6 +360,26 @@ def test_checkpoints_keep_the_last_few_and_a_torn_one_falls_back_to_the_one_befo
     newest.write_bytes(newest.read_bytes()[:40])  # a torn write
     latest = store.latest()
     assert latest is not None and latest["step"] == 2
+
+
+class _RunsCode:
+    """Unpickling this creates a file: what a planted checkpoint would do with a full unpickler."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (Path.touch, (str(self.marker),))  # type: ignore[return-value]
+
+
+def test_a_checkpoint_planted_in_the_work_folder_is_never_unpickled(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "checkpoints", keep=2)
+    store.save(1, {"step": 1, "weights": {"w": torch.ones(2)}})
+    marker = tmp_path / "code_ran"
+    torch.save({"step": 9, "weights": _RunsCode(marker)}, tmp_path / "checkpoints" / "step-000000009.pt")
+    latest = store.latest()
+    assert latest is not None and latest["step"] == 1  # the planted one does not load; the one before does
+    assert not marker.exists()
 
 
 def test_a_stopped_fine_tune_resumes_from_its_checkpoint_and_ends_with_the_same_weights(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +14,10 @@ import pytest
 from mcp import Client
 from mcp_calls import call, call_error
 
+from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.server import ServerConfig, build_server
+from mcp_trainer.service.models import MAX_PREDICT_ROWS
+from mcp_trainer.trainers.tabular.predict import predict
 
 pytestmark = pytest.mark.anyio
 
@@ -185,3 +190,85 @@ async def test_predict_refuses_rows_without_text_for_a_fine_tune_before_starting
     message = await call_error(client, "predict", {"model_id": model_id, "rows": [{"text": "great film"}]})
     assert "Row 0 has no text in 'review', the column this model reads" in message
     assert time.monotonic() - started < 2
+
+
+class _Marker:
+    """A pickle that, when loaded, creates a file: code run on load."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (Path.touch, (str(self.path),))  # type: ignore[return-value]
+
+
+def _plant(models_dir: Path, model_id: str, marker: Path, *, name: str = "model.pkl") -> dict[str, Any]:
+    """Replace a model's pickle with one that runs code, and rewrite its sha256 (as anyone who can write
+    trained_models/ can); returns the metadata as rewritten."""
+    folder = models_dir / model_id
+    target = (folder / name).resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(pickle.dumps(_Marker(marker)))
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["model_file"] = name
+    meta["model_sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    return meta
+
+
+@pytest.mark.parametrize("how", ["replaced", "outside", "unsigned"])
+async def test_a_model_file_written_by_someone_else_never_runs_code_through_predict(
+    client: Client, blobs_csv: Path, models_dir: Path, tmp_path: Path, how: str
+) -> None:
+    model_id = await train(
+        client, task_type="logistic_regression", data_source=str(blobs_csv), target_column="label"
+    )
+    marker = tmp_path / "code_ran"
+    meta = _plant(models_dir, model_id, marker, name="../../evil.pkl" if how == "outside" else "model.pkl")
+    if how == "unsigned":
+        del meta["signature"]
+        (models_dir / model_id / "metadata.json").write_text(json.dumps(meta))
+    message = await call_error(
+        client, "predict", {"model_id": model_id, "rows": [{"x1": 0, "x2": 0, "shade": "a"}]}
+    )
+    expected = {
+        "replaced": "signature does not verify",
+        "outside": "outside its directory",
+        "unsigned": "is not signed",
+    }[how]
+    assert expected in message
+    assert not marker.exists()
+
+
+async def test_missing_nan_and_infinite_inputs_are_imputed_or_refused_in_words(
+    client: Client, blobs_csv: Path, queue_dir: Path, models_dir: Path
+) -> None:
+    # null (and NaN) mean missing: filled with the training median, although the training data had none.
+    model_id = await train(
+        client, task_type="svm_classification", data_source=str(blobs_csv), target_column="label"
+    )
+    rows = [{"x1": None, "x2": 0.0, "shade": "a"}, {"x1": float("nan"), "x2": None, "shade": None}]
+    out = await call(client, "predict", {"model_id": model_id, "rows": rows})
+    assert len(out["predictions"]) == 2
+    # JSON has no infinity (the transport turns it into null); the Python API can pass one, and a data
+    # file can hold one ("inf").
+    key = str(queue_dir / ".model-signing-key")
+    for value in (float("inf"), float("-inf"), "-inf"):
+        rows = [{"x1": 0.0, "x2": 0.0, "shade": "a"}, {"x1": value, "x2": 0.0, "shade": "a"}]
+        with pytest.raises(InvalidInputError, match="Feature 'x1' is infinite in row 1"):
+            predict(str(models_dir), model_id, rows, None, key)
+
+
+async def test_predict_reads_no_more_of_a_data_file_than_the_rows_it_may_predict(
+    client: Client, blobs_csv: Path, tmp_path: Path
+) -> None:
+    model_id = await train(
+        client, task_type="logistic_regression", data_source=str(blobs_csv), target_column="label"
+    )
+    big = tmp_path / "big.csv"
+    with big.open("w") as f:
+        f.write("x1,x2,shade\n")
+        f.writelines("0.1,0.2,a\n" for _ in range(MAX_PREDICT_ROWS + 1))
+        f.write("not,a,row,at,all\n" * 3)  # past the limit: never parsed (it would be a CSV error)
+    message = await call_error(client, "predict", {"model_id": model_id, "data_source": str(big)})
+    assert f"more than the {MAX_PREDICT_ROWS} rows one call predicts" in message

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.preflight import readers
+from mcp_trainer.preflight.readers import MAX_COLUMNS, MAX_LINE_CHARS, ParquetReader
 from mcp_trainer.preflight.tabular import DatasetSummary, check_dataset, min_rows_for
 from mcp_trainer.specs.tabular import TabularSpec
 
@@ -253,3 +257,47 @@ def test_a_whole_number_target_is_still_a_classification_target(make_csv: MakeCs
     path = make_csv("classes.csv", ["x", "label"], rows)
     summary = check_dataset(spec_for(path))
     assert summary.classes == ["0.0", "1.0", "2.0"]
+
+
+def test_a_file_with_more_columns_than_supported_is_refused_from_its_header(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(MAX_COLUMNS + 1)) + ",label\n", encoding="utf-8")
+    assert f"at most {MAX_COLUMNS:,} are supported" in refusal(spec_for(path)).message
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "one_line.csv"
+    path.write_text("a,label\n" + "1" * (MAX_LINE_CHARS + 10), encoding="utf-8")
+    assert "Line 2 of the data is longer than" in refusal(spec_for(path)).message
+
+
+def test_only_a_sample_is_read_and_what_only_the_whole_file_proves_is_left_to_the_worker(
+    make_csv: MakeCsv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "SAMPLE_ROWS", 40)
+    # Sorted by class, with a column empty in the first rows: the sample sees one class and no values,
+    # which the whole file contradicts. Not refused: the worker reads the whole file and decides.
+    rows = [[i, "", "a"] for i in range(60)] + [[i, 1.5, "b"] for i in range(60)]
+    summary = check_dataset(spec_for(make_csv("sorted.csv", ["x", "z", "label"], rows)))
+    assert summary.rows == 40
+    # What the sample does prove is still refused: a regression target with text.
+    texty = [[i, 0.5, "tall" if i == 3 else i] for i in range(120)]
+    err = refusal(
+        spec_for(
+            make_csv("texty.csv", ["x", "z", "y"], texty), task_type="ridge_regression", target_column="y"
+        )
+    )
+    assert "non-numeric values such as 'tall'" in err.message
+
+
+def test_a_parquet_file_is_checked_from_its_metadata_and_first_batches_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "SAMPLE_ROWS", 2048)
+    n = 2_000_000  # written in one column chunk; decoding it all would take seconds and ~100 MB
+    frame = pd.DataFrame({"x": np.zeros(n), "label": np.arange(n) % 2})
+    path = tmp_path / "many.parquet"
+    frame.to_parquet(path)
+    summary = check_dataset(spec_for(path))
+    assert summary.rows == 2048
+    assert ParquetReader(path, read_rows=False).num_rows == n

@@ -7,8 +7,6 @@ import inspect
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,34 +146,6 @@ def most_running_at_once(records: list[TaskRecord]) -> int:
         running += step
         most = max(most, running)
     return most
-
-
-@pytest.fixture
-def server_process(queue_dir: Path, models_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `python -m mcp_trainer` server on stdio (stdin held open), owning the queue."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mcp_trainer",
-            "--queue-dir",
-            str(queue_dir),
-            "--models-dir",
-            str(models_dir),
-            "--max-concurrent",
-            "1",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
-            pipe.close()
 
 
 async def test_sigkill_of_the_server_loses_nothing_and_a_standby_resumes_the_search(

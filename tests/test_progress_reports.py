@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.engine.outcome import progress_or_none
 from mcp_trainer.records import TaskRecord
 from mcp_trainer.specs.tabular import TabularSpec
@@ -21,6 +22,7 @@ def test_a_percent_past_100_is_clamped_before_it_is_sent(tmp_path: Path) -> None
         work_dir=tmp_path,
         send=sent.append,
         stop_event=threading.Event(),
+        signer=ModelSigner(tmp_path / "key"),
     )
     ctx.report(percent=118.3, force=True)  # e.g. a parallel search that finished n_trials + 1 trials
     assert sent[-1][1]["percent"] == 100.0

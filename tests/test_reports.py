@@ -21,6 +21,7 @@ from mcp_calls import call_error
 from PIL import Image
 
 from mcp_trainer import TabularSpec, TaskRecord, TaskStatus, TrainingService
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.server import ServerConfig, build_server
 from mcp_trainer.trainers.base import WorkerContext
 from mcp_trainer.trainers.tabular import plots
@@ -235,6 +236,7 @@ def test_a_plot_that_fails_to_draw_never_fails_the_training_task(
         work_dir=tmp_path / "work",
         send=lambda message: None,
         stop_event=threading.Event(),
+        signer=ModelSigner(tmp_path / "signing.key"),
     )
     result = SklearnTrainer().run(ctx)  # inline, in this process: the patched renderer is the one used
     folder = Path(result.model_dir) / "reports"

@@ -1,20 +1,25 @@
 """The `trained_models/<model_id>/` layout: model file, `metadata.json`, `reports/`.
 
 A model directory is assembled under a temporary name and renamed into place in one step, so a
-directory named like a model id is always complete. `metadata.json` records the sha256 of the model
-file: only a file whose hash matches may ever be unpickled (pickle runs code when loaded).
+directory named like a model id is always complete. `metadata.json` records the sha256 of each model file
+and a signature over them (signing.py): only a file whose hash matches and whose signature verifies may
+ever be unpickled (pickle runs code when loaded). The file names in `metadata.json` are plain names inside
+the model's directory; any other (`../..`, an absolute path) is refused before anything is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mcp_trainer.artifacts.signing import SIGNATURE_FIELD, ModelSigner
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.files import sha256_of
 from mcp_trainer.ids import check_model_id
@@ -25,17 +30,21 @@ __all__ = [
     "REPORTS_DIR",
     "REPORT_PLOTS",
     "SUMMARY_FILE",
+    "TMP_PREFIX",
     "delete_model_dir",
     "list_metadata",
     "model_dir",
     "read_metadata",
     "save_model_dir",
     "save_model_tree",
-    "verified_model_file",
+    "sweep_unfinished",
+    "verified_model_bytes",
     "verify_model_files",
 ]
 
 MODEL_FILE = "model.pkl"
+TMP_PREFIX = ".tmp-"  # a model directory being assembled: `.tmp-<model_id>-<pid>`
+DELETING_PREFIX = ".deleting-"  # a model directory being removed: `.deleting-<model_id>-<pid>`
 METADATA_FILE = "metadata.json"
 REPORTS_DIR = "reports"
 SUMMARY_FILE = "summary.md"
@@ -85,15 +94,22 @@ def save_model_dir(
     write_model: Callable[[Path], None],
     metadata: Mapping[str, Any],
     reports: Mapping[str, str | bytes],
+    signer: ModelSigner,
 ) -> Path:
     """Write a complete model directory atomically and return its path.
 
-    `write_model(path)` writes the model file; its sha256 is added to the metadata as `model_sha256`.
+    `write_model(path)` writes the model file; its sha256 is added to the metadata as `model_sha256`,
+    signed by `signer`.
     """
 
     def write(tmp: Path) -> dict[str, Any]:
         write_model(tmp / MODEL_FILE)
-        return {"model_file": MODEL_FILE, "model_sha256": sha256_of(tmp / MODEL_FILE)}
+        digest = sha256_of(tmp / MODEL_FILE)
+        return {
+            "model_file": MODEL_FILE,
+            "model_sha256": digest,
+            SIGNATURE_FIELD: signer.sign(model_id, {MODEL_FILE: digest}),
+        }
 
     return _assemble(models_dir, model_id, write, metadata, reports)
 
@@ -104,11 +120,12 @@ def save_model_tree(
     write_files: Callable[[Path], None],
     metadata: Mapping[str, Any],
     reports: Mapping[str, str | bytes],
+    signer: ModelSigner,
 ) -> Path:
     """Like `save_model_dir` for a model made of several files (a Hugging Face directory).
 
     `write_files(dir)` writes them into the model directory itself, so that `from_pretrained(dir)` loads
-    it; the sha256 of each is added to the metadata as `model_files`.
+    it; the sha256 of each is added to the metadata as `model_files`, signed by `signer`.
     """
 
     def write(tmp: Path) -> dict[str, Any]:
@@ -118,7 +135,7 @@ def save_model_tree(
             for p in sorted(tmp.rglob("*"))
             if p.is_file() and p.relative_to(tmp).parts[0] != REPORTS_DIR
         }
-        return {"model_files": files}
+        return {"model_files": files, SIGNATURE_FIELD: signer.sign(model_id, files)}
 
     return _assemble(models_dir, model_id, write, metadata, reports)
 
@@ -131,7 +148,7 @@ def _assemble(
     reports: Mapping[str, str | bytes],
 ) -> Path:
     final = model_dir(models_dir, model_id)
-    tmp = final.with_name(f".tmp-{model_id}-{os.getpid()}")
+    tmp = final.with_name(f"{TMP_PREFIX}{model_id}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / REPORTS_DIR).mkdir(parents=True)
     try:
@@ -154,22 +171,54 @@ def _assemble(
     return final
 
 
-def verify_model_files(models_dir: Path, model_id: str) -> tuple[Path, dict[str, Any]]:
-    """The directory and metadata of a multi-file model whose files all match their recorded sha256."""
+def verify_model_files(models_dir: Path, model_id: str, signer: ModelSigner) -> tuple[Path, dict[str, Any]]:
+    """The directory and metadata of a multi-file model whose files all match their recorded sha256,
+    with a signature that verifies."""
     meta = read_metadata(models_dir, model_id)
     root = model_dir(models_dir, model_id)
     files = meta.get("model_files")
     if not isinstance(files, dict) or not files:
         raise InvalidInputError(f"Model {model_id} records no model files.", "Train it again.")
     for name, expected in files.items():
-        path = root / name
-        if not path.is_file() or sha256_of(path) != expected:
+        path = _inside(root, name, model_id)
+        if not path.is_file() or path.is_symlink() or sha256_of(path) != expected:
             raise InvalidInputError(
                 f"The file {name} of model {model_id} is missing or does not match the sha256 in its "
                 "metadata; it was changed after training and will not be loaded.",
                 "Train the model again.",
             )
+    _check_signature(signer, model_id, files, meta)
     return root, meta
+
+
+def _inside(root: Path, name: object, model_id: str) -> Path:
+    """`root / name` for a file name from metadata.json that stays inside the model directory."""
+    parts = Path(str(name)).parts
+    if not isinstance(name, str) or not parts or Path(name).is_absolute() or ".." in parts:
+        raise InvalidInputError(
+            f"Model {model_id}'s metadata names the file {str(name)[:200]!r}, outside its directory; "
+            "it will not be loaded.",
+            "Its metadata.json was changed after training: train the model again.",
+        )
+    return root / name
+
+
+def _check_signature(
+    signer: ModelSigner, model_id: str, hashes: dict[str, Any], meta: dict[str, Any]
+) -> None:
+    signature = meta.get(SIGNATURE_FIELD)
+    if signature is None:
+        raise InvalidInputError(
+            f"Model {model_id} is not signed (saved by an mcp-trainer before 0.6, or copied from elsewhere); "
+            "it is not loaded, because loading a model file can run code.",
+            "Train it again with this server.",
+        )
+    if not signer.verify(model_id, {str(k): str(v) for k, v in hashes.items()}, signature):
+        raise InvalidInputError(
+            f"Model {model_id}'s signature does not verify: its files or metadata were changed after "
+            f"training, or it was signed with another key than {signer.key_file}. It will not be loaded.",
+            "Train the model again (or point the server at the queue whose key signed it).",
+        )
 
 
 def list_metadata(models_dir: Path) -> list[dict[str, Any]]:
@@ -199,25 +248,61 @@ def delete_model_dir(models_dir: Path, model_id: str) -> None:
             f"No model {model_id} in {models_dir}.", "list_models shows the models that exist."
         )
     # Rename first so that a reader never sees a half-deleted model under its id.
-    doomed = path.with_name(f".deleting-{model_id}-{os.getpid()}")
+    doomed = path.with_name(f"{DELETING_PREFIX}{model_id}-{os.getpid()}")
     os.rename(path, doomed)
     shutil.rmtree(doomed)
 
 
-def verified_model_file(models_dir: Path, model_id: str) -> tuple[Path, dict[str, Any]]:
-    """The model file and metadata of a saved model, once the file's sha256 matches its metadata.
+def verified_model_bytes(
+    models_dir: Path, model_id: str, signer: ModelSigner
+) -> tuple[bytes, dict[str, Any]]:
+    """The content of a saved model's file and its metadata, once the content's sha256 matches the
+    metadata and the signature verifies.
 
-    Only such a file may be unpickled (pickle runs code when loaded); the caller loads it, in a worker.
+    Only such content may be unpickled (pickle runs code when loaded); the caller loads it, in a worker,
+    from these bytes (never from the file again, which could have been replaced since it was checked).
     """
     meta = read_metadata(models_dir, model_id)
-    path = model_dir(models_dir, model_id) / str(meta.get("model_file", MODEL_FILE))
+    name = meta.get("model_file", MODEL_FILE)
+    root = model_dir(models_dir, model_id)
+    path = _inside(root, name, model_id)
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        if not root.exists():  # delete_model ran since the metadata was read
+            raise InvalidInputError(
+                f"Model {model_id} was deleted while this call was reading it.",
+                "list_models shows the models.",
+            ) from None
+        raise InvalidInputError(f"Model {model_id} has no model file.", "Train it again.") from None
     expected = meta.get("model_sha256")
-    if not path.is_file():
-        raise InvalidInputError(f"Model {model_id} has no model file.", "Train it again.")
-    if not isinstance(expected, str) or sha256_of(path) != expected:
+    if not isinstance(expected, str) or hashlib.sha256(data).hexdigest() != expected:
         raise InvalidInputError(
             f"The model file of {model_id} does not match the sha256 in its metadata; it was changed after "
             "training and will not be loaded.",
             "Train the model again (a pickle runs code when loaded, so a changed file is never trusted).",
         )
-    return path, meta
+    _check_signature(signer, model_id, {str(name): expected}, meta)
+    return data, meta
+
+
+def sweep_unfinished(models_dir: Path, is_alive: Callable[[int], bool], older_than_s: float) -> int:
+    """Remove model directories left half-assembled or half-deleted by a process that is no longer
+    alive (`is_alive(pid)`), or untouched for more than `older_than_s`; returns how many."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if not entry.name.startswith((TMP_PREFIX, DELETING_PREFIX)):
+            continue
+        pid = entry.name.rpartition("-")[2]
+        alive = pid.isdigit() and is_alive(int(pid))
+        try:
+            old = time.time() - entry.lstat().st_mtime > older_than_s
+        except FileNotFoundError:
+            continue
+        if not alive or old:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed

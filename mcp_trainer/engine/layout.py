@@ -3,12 +3,17 @@
     <task_id>.json          one task record each, replaced atomically on every change (store.py)
     .records.lock           flock'd around every read-modify-write, by every process sharing the queue
     .owner.lock             flock'd by the one process that executes tasks (owner.py)
+    .model-signing-key      the key that signs saved models (artifacts/signing.py), mode 0600
+    .http-token             the HTTP transport's bearer token, mode 0600 (server/http.py)
     corrupt/                files that did not parse or validate, each with a `.reason.txt`
     logs/<task_id>.log      what the task's worker logged, all attempts
     work/<task_id>/         a task's working state (its Optuna study, a fine-tune's checkpoints), kept for
                             resumption; what goes inside belongs to the task's trainer
 
-Paths are built from checked task ids only (ids.py), never from a caller's text.
+Paths are built from checked task ids only (ids.py), never from a caller's text. Whoever can write the
+queue directory can already change any task, but cannot make this code write or read through a link it
+planted there: files are opened without following links (files.py `open_no_follow`), and logs/, work/,
+corrupt/ and work/<task_id>/ are replaced by real directories when a link stands in their place.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcp_trainer.files import real_dir
 from mcp_trainer.ids import check_task_id
 
 __all__ = ["TASK_SUFFIX", "QueueLayout"]
@@ -42,6 +48,10 @@ class QueueLayout:
         return self.root / ".owner.lock"
 
     @property
+    def signing_key(self) -> Path:
+        return self.root / ".model-signing-key"
+
+    @property
     def corrupt_dir(self) -> Path:
         return self.root / "corrupt"
 
@@ -63,6 +73,8 @@ class QueueLayout:
         return self.work_dir / check_task_id(task_id)
 
     def create(self) -> None:
-        """Make the directories a queue needs (the root, logs/ and work/)."""
-        for d in (self.root, self.logs_dir, self.work_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Make the directories a queue needs (the root, logs/ and work/); a symbolic link planted in
+        place of logs/ or work/ is replaced by a directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for d in (self.logs_dir, self.work_dir):
+            real_dir(d)

@@ -28,6 +28,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
+MAX_RECOVERIES = 5
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,17 @@ def finish(r: TaskRecord, end: Ending) -> None:
         return
     if end.progress is not None:
         r.progress = end.progress
-    if end.kind == "result":
+    if r.cancel_requested or end.cancelled:
+        # A requested cancel wins over a result that arrives with it: that model is not kept (the
+        # scheduler removes it), so a cancelled task never leaves a usable model behind.
+        r.cancel_requested = True
+        saved = " (the model it had just saved was not kept)" if end.kind == "result" else ""
+        r.transition(TaskStatus.CANCELLED, "cancelled on request" + saved)
+    elif end.kind == "result":
         r.result = TaskResult.model_validate(end.payload)
         r.error = None
         r.progress = r.progress.model_copy(update={"percent": 100.0, "phase": "done", "eta_s": 0.0})
         r.transition(TaskStatus.COMPLETED)
-    elif r.cancel_requested or end.cancelled:
-        r.cancel_requested = True
-        r.transition(TaskStatus.CANCELLED, "cancelled on request")
     elif end.kind == "stopped" and r.finish_requested:
         r.transition(TaskStatus.CANCELLED, "stopped on request before it had a result to keep")
     elif end.shutting_down:
@@ -104,12 +108,22 @@ def requeue_orphan(r: TaskRecord) -> None:
     if r.cancel_requested:
         r.transition(TaskStatus.CANCELLED, "cancelled while its server was down")
         return
+    r.recoveries += 1
+    if r.recoveries > MAX_RECOVERIES:
+        r.error = TaskError(
+            kind=ErrorKind.WORKER_LOST,
+            message=f"The server stopped {r.recoveries} times while this task was running.",
+            hint="It is not run again: it may be what stops the server. Check its log, then submit it again.",
+        )
+        r.transition(TaskStatus.FAILED, "recovered too many times")
+        return
     r.error = TaskError(
         kind=ErrorKind.WORKER_LOST,
         message=f"The server stopped while attempt {r.attempts} was running.",
         hint="It is retried automatically; a search resumes with its finished trials.",
     )
-    # The server's death is not the task's fault: it runs again whatever its attempt count.
+    # The server's death is not the task's fault: it runs again whatever its attempt count, up to
+    # MAX_RECOVERIES times (a task that kills its server every time would loop forever).
     r.next_attempt_at = time.time()
     r.transition(TaskStatus.RETRYING, "server restarted")
 

@@ -11,13 +11,14 @@ import contextlib
 import fcntl
 import json
 import os
+import time
 
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.processes import pid_alive
 
 __all__ = ["OwnerInfo", "OwnerLock"]
 
-OwnerInfo = dict[str, int]
+OwnerInfo = dict[str, float]
 
 
 class OwnerLock:
@@ -38,10 +39,17 @@ class OwnerLock:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "limit": self.limit}).encode(), 0)
         self._fd = fd
+        self.beat()
         return True
+
+    def beat(self) -> None:
+        """Say this owner is alive: the lock file's `beat` is the time of the last call (blocking)."""
+        if self._fd is None:
+            return
+        info = json.dumps({"pid": os.getpid(), "limit": self.limit, "beat": round(time.time(), 3)}).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, info, 0)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -55,7 +63,8 @@ class OwnerLock:
         return self._fd is not None
 
     def holder_info(self) -> OwnerInfo:
-        """The pid and concurrency limit the current owner wrote; empty when nobody owns the queue."""
+        """The pid, concurrency limit and last heartbeat (`beat`, a time) the current owner wrote; empty
+        when nobody owns the queue."""
         try:
             info = json.loads(self.path.read_text() or "{}")
         except (FileNotFoundError, ValueError):
@@ -64,4 +73,4 @@ class OwnerLock:
             return {}
         if not pid_alive(info["pid"]):
             return {}  # written by an owner that died; nobody executes until another takes over
-        return {k: v for k, v in info.items() if isinstance(v, int)}
+        return {k: v for k, v in info.items() if isinstance(v, int | float) and not isinstance(v, bool)}

@@ -14,17 +14,21 @@ import time
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from mcp_trainer.artifacts.model_dir import delete_model_dir, sweep_unfinished
 from mcp_trainer.engine import outcome
 from mcp_trainer.engine.executor import Executor, RunHandle
 from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.owner import OwnerInfo, OwnerLock
-from mcp_trainer.engine.processes import end_leftover_worker
+from mcp_trainer.engine.processes import end_leftover_worker, pid_alive
 from mcp_trainer.engine.store import TaskStore
+from mcp_trainer.errors import TrainerError
+from mcp_trainer.ids import model_id_for
 from mcp_trainer.machine import available_cpus
 from mcp_trainer.offload import off_loop
 from mcp_trainer.polling import poll_until
@@ -35,6 +39,9 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 _PERSIST_PROGRESS_EVERY_S = 1.0
 _STOP_WAIT_S = 10.0
+_MAINTAIN_EVERY_S = 1.0
+_SWEEP_EVERY_S = 60.0
+_UNFINISHED_AFTER_S = 6 * 3600.0  # a model folder untouched this long is abandoned whoever named it
 
 
 @dataclass
@@ -54,18 +61,28 @@ class Scheduler:
     """Runs waiting tasks through an executor, never more than `limit` at once, while it owns the queue."""
 
     def __init__(
-        self, store: TaskStore, executor: Executor, *, limit: int, poll_interval_s: float = 0.5
+        self,
+        store: TaskStore,
+        executor: Executor,
+        models_dir: Path,
+        *,
+        limit: int,
+        poll_interval_s: float = 0.5,
     ) -> None:
         if limit < 1:
             raise ValueError("the concurrency limit must be at least 1")
         self.store = store
         self.executor = executor
+        self.models_dir = models_dir
         self.limit = limit
         self.poll_interval_s = poll_interval_s
         self._lock = OwnerLock(store.layout, limit)
         self._running: dict[str, _Running] = {}
         self._wake = anyio.Event()
         self._shutting_down = False
+        self._unrecorded: dict[str, outcome.Ending] = {}  # endings a write failure kept from the record
+        self._maintained_at = 0.0
+        self._swept_at = 0.0
         self.peak_running = 0
 
     # -- what others read ----------------------------------------------------------------------------
@@ -99,9 +116,7 @@ class Scheduler:
         await poll_until(acquired, interval_s=self.poll_interval_s)
         log.info("pid %d owns the queue %s", os.getpid(), self.store.root)
         try:
-            swept = await off_loop(self.store.sweep_temp_files)
-            if swept:
-                log.info("swept %d stale temporary files", swept)
+            await self._sweep()
             await off_loop(self.recover)
             async with anyio.create_task_group() as tg:
                 if warm_up:
@@ -110,6 +125,7 @@ class Scheduler:
                     try:
                         await self._fill(tg)
                         await self._notice_remote_requests(tg)
+                        await self._maintain()
                     except Exception:  # e.g. a full disk: log it and try again next round
                         log.exception("scheduling round failed")
                     with anyio.move_on_after(self.poll_interval_s):
@@ -119,13 +135,44 @@ class Scheduler:
             with anyio.CancelScope(shield=True):
                 await off_loop(self._lock.release)
 
-    def recover(self) -> None:
-        """Tasks marked running belong to a dead owner: end any worker of theirs, then retry or fail them.
-        Blocking."""
+    def recover(self, supervised: frozenset[str] = frozenset()) -> int:
+        """Tasks marked running that this owner does not supervise were left by an owner that died (or an
+        ending this owner could not record): end any worker of theirs, then run them again (or fail them,
+        past the recoveries allowed). Returns how many. Blocking."""
+        found = 0
         for record in self.store.all():
-            if record.status is TaskStatus.RUNNING:
-                end_leftover_worker(record.worker_pid, record.worker_started_at, record.task_id)
+            if record.status is TaskStatus.RUNNING and record.task_id not in supervised:
+                found += 1
+                end_leftover_worker(self.store.layout, record)
                 self.store.update(record.task_id, outcome.requeue_orphan)
+        return found
+
+    async def _maintain(self) -> None:
+        """About once a second: say this owner is alive, retry endings a full disk kept from being
+        recorded, and take back tasks marked running that nobody supervises."""
+        now = time.monotonic()
+        if now - self._maintained_at < _MAINTAIN_EVERY_S:
+            return
+        self._maintained_at = now
+        await off_loop(self._lock.beat)
+        if now - self._swept_at >= _SWEEP_EVERY_S:
+            await self._sweep()
+        for task_id, end in list(self._unrecorded.items()):
+            if await off_loop(self._write_ending, task_id, end):
+                del self._unrecorded[task_id]
+        supervised = frozenset(self._running) | frozenset(self._unrecorded)
+        taken_back = await off_loop(self.recover, supervised)
+        if taken_back:
+            log.warning("took back %d task(s) marked running that no worker of this owner runs", taken_back)
+
+    async def _sweep(self) -> None:
+        """Remove what writers that died left half-done: temporary task files, model directories being
+        assembled or deleted (a worker killed while saving its model, e.g. by a cancel)."""
+        self._swept_at = time.monotonic()
+        files = await off_loop(self.store.sweep_temp_files)
+        dirs = await off_loop(sweep_unfinished, self.models_dir, pid_alive, _UNFINISHED_AFTER_S)
+        if files or dirs:
+            log.info("swept %d stale temporary file(s) and %d unfinished model folder(s)", files, dirs)
 
     async def _fill(self, tg: TaskGroup) -> None:
         while not self._shutting_down and len(self._running) < self.limit:
@@ -184,7 +231,7 @@ class Scheduler:
         task_id = entry.record.task_id
         try:
             await self._run_attempt(entry)
-            await off_loop(self._record_ending, entry)
+            await self._record(entry)
         except anyio.get_cancelled_exc_class():
             # The scope around the service was cancelled (a client or host went away): hand the task
             # back to the queue as a clean shutdown would, rather than leave it "running".
@@ -193,7 +240,7 @@ class Scheduler:
                 if entry.handle is not None:
                     await self.executor.stop(entry.handle)
                     await self.executor.wait_gone(entry.handle, 5.0)
-                await off_loop(self._record_ending, entry)
+                await self._record(entry)
             raise
         finally:
             self._running.pop(task_id, None)
@@ -222,8 +269,9 @@ class Scheduler:
                 elif kind in ("result", "error", "stopped"):
                     entry.ending = (kind, payload)
 
-    def _record_ending(self, entry: _Running) -> None:
-        """Write how the attempt ended (blocking). On failure the record stays "running" until recovery."""
+    async def _record(self, entry: _Running) -> None:
+        """Write how the attempt ended; when the write fails (a full disk), keep the ending and retry it
+        about once a second until it is recorded."""
         kind, payload = entry.ending or (None, {})
         end = outcome.Ending(
             kind=kind,
@@ -233,10 +281,25 @@ class Scheduler:
             shutting_down=self._shutting_down,
             exit_description=entry.handle.exit_description() if entry.handle else "did not start",
         )
+        if not await off_loop(self._write_ending, entry.record.task_id, end):
+            self._unrecorded[entry.record.task_id] = end
+
+    def _write_ending(self, task_id: str, end: outcome.Ending) -> bool:
+        """Blocking; False when the write failed (it is logged). A model saved by an attempt whose task
+        was cancelled meanwhile is removed: a requested cancel wins, and its model is never published."""
         try:
-            self.store.update(entry.record.task_id, lambda r: outcome.finish(r, end))
+            record, _ = self.store.update(task_id, lambda r: outcome.finish(r, end))
         except Exception:
-            log.exception("could not record the outcome of %s", entry.record.task_id)
+            log.exception("could not record the outcome of %s; retrying", task_id)
+            return False
+        if record.status is TaskStatus.CANCELLED:  # the attempt may have published its model as it ended
+            model_id = model_id_for(task_id)
+            with contextlib.suppress(TrainerError, OSError):  # never published (the usual case)
+                delete_model_dir(self.models_dir, model_id)
+                log.info(
+                    "task %s was cancelled as it saved model %s: the model was removed", task_id, model_id
+                )
+        return True
 
     async def _on_progress(self, entry: _Running, progress: Progress) -> None:
         phase_changed = entry.progress is None or entry.progress.phase != progress.phase

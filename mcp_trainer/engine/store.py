@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import gc
+import logging
 import os
 import threading
 import time
@@ -24,12 +25,28 @@ from pydantic import ValidationError
 
 from mcp_trainer.engine.layout import TASK_SUFFIX, QueueLayout
 from mcp_trainer.engine.processes import pid_alive
-from mcp_trainer.errors import TaskNotFoundError
-from mcp_trainer.files import TMP_SUFFIX, atomic_write_bytes, temp_writer_pid
+from mcp_trainer.errors import InvalidInputError, TaskNotFoundError
+from mcp_trainer.files import (
+    TMP_SUFFIX,
+    NotARegularFile,
+    atomic_write_bytes,
+    open_no_follow,
+    read_capped,
+    real_dir,
+    temp_writer_pid,
+)
+from mcp_trainer.ids import is_task_id
 from mcp_trainer.records import TaskRecord
 
-__all__ = ["TaskStore"]
+__all__ = ["MAX_RECORD_BYTES", "TaskStore"]
 
+# A record is a few kilobytes. Anything near this was not written by mcp-trainer: it is quarantined
+# rather than parsed again on every change (an 89 MB record took 17 s per update).
+MAX_RECORD_BYTES = 1 << 20
+# A new task's record must leave room to grow (history, progress, result) under MAX_RECORD_BYTES.
+_MAX_NEW_RECORD_BYTES = MAX_RECORD_BYTES // 4
+
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _Sig = tuple[int, int, int]  # inode, mtime_ns, size
 # A directory whose mtime is this recent may change again within the same clock tick: rescan it.
@@ -108,40 +125,67 @@ class TaskStore:
     # -- reads ---------------------------------------------------------------------------------------
 
     def _load(self, path: Path, st: os.stat_result) -> TaskRecord | None:
-        """Parse one file; move it to corrupt/ (and return None) if it does not parse or validate."""
+        """Parse one file; move it to corrupt/ (and return None) if it is not a plain file of a bounded
+        size that parses and validates as the record its name says."""
+        if not is_task_id(path.stem):
+            self._quarantine(
+                path, f"{path.name} is not named after a task id (task_YYYYMMDDTHHMMSS_xxxxxxxx)"
+            )
+            return None
         try:
-            data = path.read_bytes()
+            data = read_capped(path, MAX_RECORD_BYTES)
             record = TaskRecord.model_validate_json(data)
         except FileNotFoundError:
             return None
-        except (ValidationError, ValueError, UnicodeDecodeError) as exc:
-            self._quarantine(path, f"{type(exc).__name__}: {exc}")
+        except NotARegularFile as exc:
+            self._quarantine(path, f"{path.name} is {exc.strerror}, not a task record")
+            return None
+        except ValidationError as exc:
+            # Not the values themselves: the file may be anything a writer of the queue put there.
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
+            )
+            self._quarantine(
+                path, f"not a valid task record ({exc.error_count()} problems): {problems[:2000]}"
+            )
+            return None
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._quarantine(path, f"not a valid task record: {type(exc).__name__}")
             return None
         if record.task_id != path.stem:
-            self._quarantine(path, f"file name says {path.stem} but the record says {record.task_id}")
+            self._quarantine(path, f"file name says {path.stem} but the record says {record.task_id[:100]!r}")
             return None
         self._put(_sig(st), record)
         return record
 
     def _quarantine(self, path: Path, reason: str) -> None:
-        corrupt = self.layout.corrupt_dir
-        corrupt.mkdir(exist_ok=True)
+        """Move `path` (whatever it is: a link moves as a link) into corrupt/, with a `.reason.txt`."""
+        corrupt = real_dir(self.layout.corrupt_dir)
         target = corrupt / path.name
-        if target.exists():
+        if os.path.lexists(target) or os.path.lexists(f"{target}.reason.txt"):
             target = corrupt / f"{path.stem}.{time.time_ns()}{path.suffix}"
         try:
             os.replace(path, target)
         except FileNotFoundError:
             return
-        target.with_name(target.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
         self._drop(path.stem)
         self.quarantined.append((path.name, reason))
+        log.warning("moved %s to %s: %s", path.name, corrupt, reason)
+        try:
+            fd = open_no_follow(
+                target.with_name(target.name + ".reason.txt"), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            )
+        except OSError:
+            log.exception("could not write why %s was quarantined", path.name)
+            return
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(reason + "\n")
 
     def get(self, task_id: str) -> TaskRecord:
         """The current record of `task_id`; raises TaskNotFoundError (InvalidInputError if malformed)."""
         path = self.layout.task_file(task_id)
         try:
-            st = path.stat()
+            st = path.lstat()
         except FileNotFoundError:
             self._drop(task_id)
             raise TaskNotFoundError(
@@ -153,8 +197,10 @@ class TaskStore:
             return cached[1]
         record = self._load(path, st)
         if record is None:
+            why = next((reason for name, reason in reversed(self.quarantined) if name == path.name), None)
             raise TaskNotFoundError(
-                f"Task {task_id} could not be read; its file was moved to {self.layout.corrupt_dir}.",
+                f"Task {task_id} could not be read ({why or 'it changed while being read'}); its file was "
+                f"moved to {self.layout.corrupt_dir}.",
                 "Submit the task again.",
             )
         return record
@@ -183,14 +229,14 @@ class TaskStore:
     def _scan(self, seen: set[str]) -> None:
         for entry in os.scandir(self.root):
             name = entry.name
-            if not name.endswith(TASK_SUFFIX) or name.startswith(".") or not entry.is_file():
+            if not name.endswith(TASK_SUFFIX) or name.startswith("."):
                 continue
             task_id = name.removesuffix(TASK_SUFFIX)
             cached = self._cached_sig(task_id)
             # Every write makes a new inode (rename over the old file), so a different inode is a change.
             if cached is None or cached[0][0] != entry.inode():
                 try:
-                    record = self._load(Path(entry.path), entry.stat())
+                    record = self._load(Path(entry.path), entry.stat(follow_symlinks=False))
                 except FileNotFoundError:
                     continue
                 if record is None:
@@ -209,12 +255,28 @@ class TaskStore:
         atomic_write_bytes(path, record.model_dump_json().encode("utf-8"))
         self._put(_sig(path.stat()), record)
 
-    def create(self, record: TaskRecord) -> None:
-        """Persist a new task; the file is durable when this returns."""
+    def create(self, record: TaskRecord) -> TaskRecord:
+        """Persist a new task and return it; the file is durable when this returns. A record with an
+        `idempotency_key` that a task of the queue already has is not written: that task is returned
+        (by every process: the check and the write hold the queue-wide lock). Raises InvalidInputError
+        for a task whose arguments make a record too large to keep."""
+        size = len(record.model_dump_json())
+        if size > _MAX_NEW_RECORD_BYTES:
+            raise InvalidInputError(
+                f"The task's arguments take {size:,} bytes; at most {_MAX_NEW_RECORD_BYTES:,} are accepted.",
+                "Name fewer columns (feature_columns may be left out to use every other column).",
+            )
         with self.locked():
+            if record.idempotency_key is not None:
+                self.refresh()
+                key = record.idempotency_key
+                earlier = next((r for r in self.cached() if r.idempotency_key == key), None)
+                if earlier is not None:
+                    return earlier
             if self.layout.task_file(record.task_id).exists():
                 raise FileExistsError(record.task_id)
             self._write(record)
+            return record
 
     def update(self, task_id: str, change: Callable[[TaskRecord], T]) -> tuple[TaskRecord, T]:
         """Read the current record under the lock, apply `change` to a copy, write it if it changed.

@@ -23,9 +23,12 @@ from typing import Any
 
 import psutil
 
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.engine.failures import classify_exception
 from mcp_trainer.engine.layout import QueueLayout
+from mcp_trainer.engine.processes import WORKER_NAME
 from mcp_trainer.errors import TrainerError
+from mcp_trainer.files import NotARegularFile, open_no_follow, real_dir
 from mcp_trainer.records import TaskRecord
 from mcp_trainer.trainers.base import StopRequested, WorkerContext
 from mcp_trainer.trainers.registry import load_trainer
@@ -33,6 +36,7 @@ from mcp_trainer.trainers.registry import load_trainer
 __all__ = ["job_main", "worker_main"]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 log = logging.getLogger("mcp_trainer.engine.worker")
 
 
@@ -43,10 +47,20 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _name_worker() -> None:
+    """Name the process (its comm), one of the marks that tell a worker apart (processes.py)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, WORKER_NAME, 0, 0, 0)
+
+
 def _redirect_output(log_path: Path) -> None:
     """Point fds 1 and 2 at the task's log: on stdio transport the server's stdout is the protocol."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    real_dir(log_path.parent)
+    try:
+        fd = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    except NotARegularFile:  # a link planted where the log goes: the log starts afresh in its place
+        os.unlink(log_path)
+        fd = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
@@ -96,6 +110,7 @@ def worker_main(
     """Entry point of a worker process."""
     os.setpgid(0, 0)
     _die_with_parent()
+    _name_worker()
     parent_pid = os.getppid()
     record = TaskRecord.model_validate_json(record_json)
     layout = QueueLayout.at(queue_dir)
@@ -119,17 +134,20 @@ def worker_main(
         work_dir=layout.work_path(record.task_id),
         send=conn.send,
         stop_event=stop,
+        signer=ModelSigner(layout.signing_key),
         finish_event=finish,
         cpu_share=cpu_share,
     )
     try:
+        real_dir(ctx.work_dir)  # a link planted as work/<task_id> must not receive the task's state
         result = load_trainer(record.task_type).run(ctx)
     except StopRequested:
         log.info("stopped on request")
         conn.send(("stopped", {}))
     except BaseException as exc:
         log.error("task failed:\n%s", "".join(traceback.format_exception(exc)))
-        conn.send(("error", classify_exception(exc).model_dump(mode="json")))
+        disks = (ctx.work_dir.parent, ctx.models_dir)
+        conn.send(("error", classify_exception(exc, disks).model_dump(mode="json")))
     else:
         log.info("completed: model %s", result.model_id)
         conn.send(("result", result.model_dump(mode="json")))

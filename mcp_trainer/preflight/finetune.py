@@ -10,12 +10,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.preflight.readers import NA_VALUES, check_file, text_rows
+from mcp_trainer.preflight.readers import NA_VALUES, Reader, Sample, check_file, check_header_size, text_rows
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.sources import parse_source
 
@@ -42,8 +43,9 @@ _TOKENIZER = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "s
 
 @dataclass(frozen=True)
 class TextDatasetSummary:
-    rows: int
+    rows: int  # examples in the sample (all of them when `complete`)
     labels: list[str] | None
+    complete: bool = True  # the sample was the whole file
 
 
 def check_finetune_installed() -> None:
@@ -111,56 +113,66 @@ def _check_text_file(data_source: str, spec: FinetuneSpec, what: str) -> tuple[P
     assert source.path is not None
     path = source.path.resolve()
     check_file(path, text=True)
-    rows = text_rows(path, source.format)
     try:
-        header = [h.strip() for h in next(rows, [])]
-        if not any(header):
-            raise InvalidInputError(f"{what} {data_source!r} is empty.", "Give a header row and examples.")
-        shown = ", ".join(header[:30])
-        for column in spec.columns:
-            if column not in header:
-                raise InvalidInputError(
-                    f"column {column!r} is not in {path.name}.",
-                    f"Its columns are: {shown}. Name the right one.",
-                )
-        index = [header.index(c) for c in spec.columns]
-        n = 0
-        labels: set[str] = set()
-        for line, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise InvalidInputError(
-                    f"Row {line} of {path.name} has {len(row)} fields but the header has {len(header)}.",
-                    "Fix the quoting of that row.",
-                )
-            values = [row[i].strip() for i in index]
-            if spec.is_classification and values[1] in NA_VALUES:
-                raise InvalidInputError(
-                    f"Row {line} of {path.name} has no label.", "Give every row a label, or remove it."
-                )
-            if not values[0] or (spec.prompt_column is None and values[0] in NA_VALUES):
-                continue  # an empty text trains nothing; it is skipped
-            n += 1
-            if spec.is_classification:
-                labels.add(values[1])
-                if len(labels) > MAX_CLASSES:
-                    raise InvalidInputError(
-                        f"{spec.effective_label_column!r} has more than {MAX_CLASSES} distinct labels.",
-                        "Is it the right column? Labels are categories, not free text.",
-                    )
+        with text_rows(path, source.format) as (reader, lines):
+            return path, _check_text_rows(reader, lambda: lines.chars, data_source, path, spec, what)
     except UnicodeDecodeError:
         raise InvalidInputError(
             f"{what} {data_source!r} is not UTF-8 text.", "Re-save it as UTF-8."
         ) from None
     except csv.Error as exc:
         raise InvalidInputError(f"{what} {data_source!r} is not valid CSV: {exc}.") from None
-    if n == 0:
+
+
+def _check_text_rows(
+    reader: Reader, chars: Callable[[], int], data_source: str, path: Path, spec: FinetuneSpec, what: str
+) -> TextDatasetSummary:
+    """Check a sample of the rows (readers.py): the columns, labels, and that there is text."""
+    header = [h.strip() for h in next(reader, [])]
+    check_header_size(header, path)
+    if not any(header):
+        raise InvalidInputError(f"{what} {data_source!r} is empty.", "Give a header row and examples.")
+    shown = ", ".join(header[:30])
+    for column in spec.columns:
+        if column not in header:
+            raise InvalidInputError(
+                f"column {column!r} is not in {path.name}.",
+                f"Its columns are: {shown}. Name the right one.",
+            )
+    index = [header.index(c) for c in spec.columns]
+    n = 0
+    labels: set[str] = set()
+    sample = Sample(reader, chars)
+    for line, row in enumerate(sample, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise InvalidInputError(
+                f"Row {line} of {path.name} has {len(row)} fields but the header has {len(header)}.",
+                "Fix the quoting of that row.",
+            )
+        values = [row[i].strip() for i in index]
+        if spec.is_classification and values[1] in NA_VALUES:
+            raise InvalidInputError(
+                f"Row {line} of {path.name} has no label.", "Give every row a label, or remove it."
+            )
+        if not values[0] or (spec.prompt_column is None and values[0] in NA_VALUES):
+            continue  # an empty text trains nothing; it is skipped
+        n += 1
+        if spec.is_classification:
+            labels.add(values[1])
+            if len(labels) > MAX_CLASSES:
+                raise InvalidInputError(
+                    f"{spec.effective_label_column!r} has more than {MAX_CLASSES} distinct labels.",
+                    "Is it the right column? Labels are categories, not free text.",
+                )
+    if n == 0 and sample.complete:
         raise InvalidInputError(
             f"{what} {data_source!r} has no examples (no row with a non-empty {spec.columns[0]!r}).",
             "Give a file with at least a few rows of text.",
         )
-    return path, TextDatasetSummary(rows=n, labels=sorted(labels) if spec.is_classification else None)
+    labelled = sorted(labels) if spec.is_classification else None
+    return TextDatasetSummary(rows=n, labels=labelled, complete=sample.complete)
 
 
 def _check_head(config: dict[str, Any], labels: list[str], spec: FinetuneSpec) -> None:

@@ -3,27 +3,53 @@
 The worker reads the same files with pandas using `NA_VALUES` and `ENCODING` from here, so both sides
 agree on what is missing and what is numeric. Each reader yields rows as lists of strings, the header
 first.
+
+The server never reads a whole file: a check reads a `Sample`, the first rows up to SAMPLE_ROWS rows,
+SAMPLE_CELLS values and SAMPLE_CHARS characters, with no line longer than MAX_LINE_CHARS and no more
+than MAX_COLUMNS columns. (A 711 KB Parquet file can declare 100 million rows; a 4.7 MB CSV can hold
+100,000 columns.) What only the whole file can tell (a single class, an empty column) is left to the
+worker when the sample is not the whole file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from mcp_trainer.errors import InvalidInputError
 
-__all__ = ["ENCODING", "NA_VALUES", "JsonLinesReader", "ParquetReader", "Reader", "check_file", "text_rows"]
+__all__ = [
+    "ENCODING",
+    "MAX_COLUMNS",
+    "MAX_LINE_CHARS",
+    "NA_VALUES",
+    "SAMPLE_ROWS",
+    "JsonLinesReader",
+    "LineReader",
+    "ParquetReader",
+    "Reader",
+    "Sample",
+    "check_file",
+    "check_header_size",
+    "text_rows",
+]
 
 ENCODING = "utf-8-sig"
 NA_VALUES = frozenset(
     {"", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "?", "#N/A", "-"}
 )
 _SNIFF_BYTES = 8192
+MAX_COLUMNS = 50_000
+MAX_LINE_CHARS = 8 << 20
+SAMPLE_CHARS = 32 << 20
+SAMPLE_CELLS = 1_000_000
+SAMPLE_ROWS = 200_000
 
 
 class Reader(Protocol):
@@ -62,6 +88,64 @@ def check_file(path: Path, *, text: bool) -> None:
             raise InvalidInputError(
                 f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
             ) from None
+
+
+class LineReader:
+    """The lines of a text file, refusing one longer than MAX_LINE_CHARS (a file with no line breaks
+    would otherwise be read whole), and counting the characters read."""
+
+    def __init__(self, f: TextIO) -> None:
+        self._f = f
+        self.chars = 0
+        self.line_num = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = self._f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            raise StopIteration
+        self.line_num += 1
+        if len(line) > MAX_LINE_CHARS:
+            raise InvalidInputError(
+                f"Line {self.line_num} of the data is longer than {MAX_LINE_CHARS >> 20} MiB.",
+                "Check that the file is CSV, TSV or JSON lines with one row per line.",
+            )
+        self.chars += len(line)
+        return line
+
+
+class Sample:
+    """The rows of `reader` (the header already taken) up to SAMPLE_ROWS rows, SAMPLE_CELLS values and
+    SAMPLE_CHARS characters (`chars()` says how many were read). After iterating, `complete` says
+    whether they were all the rows of the file."""
+
+    def __init__(self, reader: Reader, chars: Callable[[], int] = lambda: 0) -> None:
+        self._reader = reader
+        self._chars = chars
+        self.cells = 0
+        self.complete = True
+
+    @property
+    def line_num(self) -> int:
+        return self._reader.line_num
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for rows, row in enumerate(self._reader, start=1):
+            yield row
+            self.cells += len(row)
+            if rows >= SAMPLE_ROWS or self.cells >= SAMPLE_CELLS or self._chars() >= SAMPLE_CHARS:
+                self.complete = next(self._reader, None) is None
+                return
+
+
+def check_header_size(header: list[str], path: Path) -> None:
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInputError(
+            f"data_source {str(path)!r} has {len(header):,} columns; at most {MAX_COLUMNS:,} are supported.",
+            "Keep the columns the model needs in a new file.",
+        )
 
 
 class JsonLinesReader:
@@ -124,7 +208,8 @@ class JsonLinesReader:
 
 
 class ParquetReader:
-    """Rows of a Parquet file as lists of strings (header first), read with pyarrow."""
+    """Rows of a Parquet file as lists of strings (header first), read with pyarrow a batch at a time:
+    the file's metadata says how large it is, and nothing past the rows asked for is decoded."""
 
     def __init__(self, path: Path, *, read_rows: bool) -> None:
         try:
@@ -135,18 +220,32 @@ class ParquetReader:
                 "Install it with: pip install 'mcp-trainer[parquet]'.",
             ) from None
         try:
-            self._table = pq.read_table(path) if read_rows else None
-            names = list(pq.read_schema(path).names)
+            self._file = pq.ParquetFile(path)
+            names = list(self._file.schema_arrow.names)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             raise InvalidInputError(
-                f"data_source {str(path)!r} is not a readable Parquet file: {exc}."
+                f"data_source {str(path)!r} is not a readable Parquet file: {str(exc)[:200]}."
             ) from None
+        check_header_size(names, path)
+        self.num_rows = int(self._file.metadata.num_rows)
         self._rows: Iterator[list[str]] = iter([names])
-        if self._table is not None:
-            columns = [self._table.column(n).to_pylist() for n in names]
-            body = ([("" if v is None else str(v)) for v in row] for row in zip(*columns, strict=True))
-            self._rows = itertools.chain(self._rows, body)
+        if read_rows:
+            self._rows = itertools.chain(self._rows, self._body(path))
         self.line_num = 0
+
+    def _body(self, path: Path) -> Iterator[list[str]]:
+        try:
+            for batch in self._file.iter_batches(batch_size=1024):
+                columns = [column.to_pylist() for column in batch.columns]
+                yield from (
+                    [("" if v is None else str(v)) for v in row] for row in zip(*columns, strict=True)
+                )
+        except InvalidInputError:
+            raise
+        except Exception as exc:
+            raise InvalidInputError(
+                f"data_source {str(path)!r} is not a readable Parquet file: {str(exc)[:200]}."
+            ) from None
 
     def __iter__(self) -> Iterator[list[str]]:
         return self
@@ -156,10 +255,15 @@ class ParquetReader:
         return next(self._rows)
 
 
-def text_rows(path: Path, fmt: str) -> Iterator[list[str]]:
-    """Rows of a CSV, TSV or JSON-lines file, header first."""
+@contextlib.contextmanager
+def text_rows(path: Path, fmt: str) -> Iterator[tuple[Reader, LineReader]]:
+    """A reader of the rows of a CSV, TSV or JSON-lines file (header first), and its lines (which count
+    the characters read)."""
     with open(path, newline="", encoding=ENCODING) as f:
-        if fmt == "jsonl":
-            yield from JsonLinesReader(f)
-        else:
-            yield from csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
+        lines = LineReader(f)
+        reader: Reader = (
+            JsonLinesReader(lines)
+            if fmt == "jsonl"
+            else csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",")
+        )
+        yield reader, lines

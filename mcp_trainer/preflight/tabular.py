@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.preflight.readers import (
-    ENCODING,
     NA_VALUES,
-    JsonLinesReader,
     ParquetReader,
     Reader,
+    Sample,
     check_file,
+    check_header_size,
+    text_rows,
 )
 from mcp_trainer.specs.sources import DataSource, parse_source
 from mcp_trainer.specs.tabular import TabularSpec
@@ -101,13 +104,8 @@ def check_dataset(spec: TabularSpec) -> DatasetSummary:
     if source.format == "parquet":
         return _check_rows(ParquetReader(path, read_rows=spec.validate_data), spec, path)
     try:
-        with open(path, newline="", encoding=ENCODING) as f:
-            reader: Reader
-            if source.format == "jsonl":
-                reader = JsonLinesReader(f)
-            else:
-                reader = csv.reader(f, delimiter="\t" if source.format == "tsv" else ",")
-            return _check_rows(reader, spec, path)
+        with text_rows(path, source.format) as (reader, lines):
+            return _check_rows(reader, spec, path, lambda: lines.chars)
     except UnicodeDecodeError:
         raise InvalidInputError(
             f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
@@ -118,17 +116,20 @@ def check_dataset(spec: TabularSpec) -> DatasetSummary:
         ) from None
 
 
-def _check_rows(reader: Reader, spec: TabularSpec, path: Path) -> DatasetSummary:
+def _check_rows(
+    reader: Reader, spec: TabularSpec, path: Path, chars: Callable[[], int] = lambda: 0
+) -> DatasetSummary:
     header = next(reader, None)
     if header is None or not any(h.strip() for h in header):
         raise InvalidInputError(
             f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
         )
+    check_header_size(header, path)
     header = [h.strip() for h in header]
     _check_header(header, spec, path)
     if not spec.validate_data:
         return DatasetSummary(rows=-1, features=_features(header, spec), categorical=[], classes=None)
-    return _scan(reader, header, spec)
+    return _scan(Sample(reader, chars), header, spec)
 
 
 def _check_bundled(spec: TabularSpec, source: DataSource) -> DatasetSummary:
@@ -174,7 +175,7 @@ def _check_header(header: list[str], spec: TabularSpec, path: Path) -> None:
         else:
             hint = "Training data needs at least one feature column and a target column."
         raise InvalidInputError(f"data_source {str(path)!r} has only one column.", hint)
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    dupes = sorted(name for name, times in Counter(header).items() if times > 1)
     if dupes:
         raise InvalidInputError(
             f"Column names repeat in the header: {dupes}.", "Give every column its own name."
@@ -196,7 +197,10 @@ def _check_header(header: list[str], spec: TabularSpec, path: Path) -> None:
         )
 
 
-def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummary:
+def _scan(reader: Sample, header: list[str], spec: TabularSpec) -> DatasetSummary:
+    """Check the sampled rows. Only what the sample proves is refused; what only the whole file could
+    prove (too few rows, a single class, an empty column) is left to the worker when the sample is not
+    the whole file."""
     cols = [_Column(h) for h in header]
     rows = 0
     for row in reader:
@@ -216,17 +220,18 @@ def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummar
     missing_target = max(t.missing for t in targets)
     usable = rows - missing_target
     need = min_rows_for(spec.cv_folds)
-    if usable < need:
+    whole = reader.complete
+    if usable < need and whole:
         raise InvalidInputError(
             f"The data has {usable} usable rows; cv_folds={spec.cv_folds} with a held-out split needs at "
             f"least {need}.",
             "Add rows or lower cv_folds.",
         )
-    classes = _check_targets(targets, spec)
+    classes = _check_targets(targets, spec, whole)
     categorical: list[str] = []
     dates: list[str] = []
     for col in features:
-        if col.missing == rows:
+        if col.missing == rows and whole:
             raise InvalidInputError(
                 f"Feature column {col.name!r} has no values.",
                 "Leave it out with feature_columns, or fill it in.",
@@ -258,8 +263,9 @@ def _scan(reader: Reader, header: list[str], spec: TabularSpec) -> DatasetSummar
     )
 
 
-def _check_targets(targets: list[_Column], spec: TabularSpec) -> list[str] | None:
-    """The classes of a classification target (None for regression), once the targets fit the task."""
+def _check_targets(targets: list[_Column], spec: TabularSpec, whole: bool) -> list[str] | None:
+    """The classes of a classification target (None for regression), once the targets fit the task.
+    `whole`: the columns saw every row (else a single class may be only the sample's)."""
     classes: list[str] | None = None
     if spec.is_classification:
         target = targets[0]
@@ -278,7 +284,7 @@ def _check_targets(targets: list[_Column], spec: TabularSpec) -> list[str] | Non
                 "classes for classification.",
                 f"If it is a quantity, use a regression task type such as {regression}.",
             )
-        if len(target.distinct) < 2:
+        if len(target.distinct) < 2 and whole:
             only = next(iter(target.distinct), "nothing")
             raise InvalidInputError(
                 f"target_column {target.name!r} has a single class ({only!r}); classification needs two.",

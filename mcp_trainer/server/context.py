@@ -28,6 +28,7 @@ class SubmitResult(BaseModel):
     task_id: str
     status: str
     queue_position: int | None = Field(description="1 = next to start when a slot frees; null: starting now")
+    already_submitted: bool = Field(False, description="an earlier call with this idempotency_key made it")
     message: str
 
 
@@ -45,18 +46,24 @@ def service_of(ctx: Ctx) -> TrainingService:
     return ctx.request_context.lifespan_context
 
 
-def submitted(view: TaskStatusView) -> SubmitResult:
+def submitted(view: TaskStatusView, created: bool = True) -> SubmitResult:
     """The answer to a submission: the task id, where it waits, and what to call next."""
     where = (
         "it starts now (a slot is free)"
         if view.queue_position is None
         else f"{view.queue_position - 1} task(s) start before it"
     )
+    then = f"Poll get_task_status('{view.task_id}') or call wait_for_task."
+    message = f"Queued; {where}. {then}"
+    if not created:
+        status = view.status.value
+        message = f"Already submitted with this idempotency_key (nothing new queued); it is {status}. {then}"
     return SubmitResult(
         task_id=view.task_id,
         status=view.status.value,
         queue_position=view.queue_position,
-        message=f"Queued; {where}. Poll get_task_status('{view.task_id}') or call wait_for_task.",
+        already_submitted=not created,
+        message=message,
     )
 
 
@@ -65,4 +72,5 @@ async def submit_with(ctx: Ctx, arguments: dict[str, Any]) -> SubmitResult:
     spec = {k: v for k, v in arguments.items() if k not in SubmitOptions.model_fields}
     options = {k: v for k, v in arguments.items() if k in SubmitOptions.model_fields}
     with tool_errors():
-        return submitted(await service_of(ctx).submit(spec, **options))
+        view, created = await service_of(ctx).submit_once(spec, SubmitOptions.model_validate(options))
+        return submitted(view, created)

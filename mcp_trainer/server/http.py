@@ -12,12 +12,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
-import secrets
-import stat
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
+
+from mcp_trainer.secretfile import SecretFileError, load_or_create_secret
 
 __all__ = ["BearerToken", "TokenFileError", "is_loopback", "load_or_create_token"]
 
@@ -29,8 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class TokenFileError(Exception):
-    """The token file cannot be used; the message says why and how to fix it."""
+TokenFileError = SecretFileError  # the token file cannot be used; the message says why and how to fix it
 
 
 def is_loopback(host: str) -> bool:
@@ -48,38 +46,7 @@ def load_or_create_token(path: Path) -> str:
 
     Raises TokenFileError for a file that is a link, not a regular file, readable or writable by others,
     owned by another user, or empty."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        return _read_token(path)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
-    log.info("generated an HTTP token in %s", path)
-    return _read_token(path)
-
-
-def _read_token(path: Path) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise TokenFileError(
-            f"The token file {path} cannot be opened: {exc.strerror} (is it a link?)."
-        ) from None
-    with os.fdopen(fd, encoding="utf-8") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise TokenFileError(f"The token file {path} is not a regular file.")
-        if info.st_uid != os.getuid():
-            raise TokenFileError(f"The token file {path} belongs to another user; use a file of your own.")
-        if info.st_mode & 0o077:
-            raise TokenFileError(
-                f"The token file {path} can be read or written by others (mode {info.st_mode & 0o777:o}); "
-                f"run: chmod 600 {path}"
-            )
-        token = f.read().strip()
-    if len(token) < 16:
-        raise TokenFileError(f"The token file {path} holds no token of at least 16 characters.")
-    return token
+    return load_or_create_secret(path, "token")
 
 
 class BearerToken:

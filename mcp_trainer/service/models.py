@@ -100,7 +100,7 @@ class ModelMethods(ServiceCore):
         task_id = meta.get("task_id")
         if isinstance(task_id, str):
             with contextlib.suppress(TrainerError):  # a task file removed or never here (another queue)
-                await off_loop(self._parts().store.update, task_id, _mark_deleted(model_id))
+                await self._change(task_id, _mark_deleted(model_id))
 
     async def predict(
         self,
@@ -128,6 +128,7 @@ class ModelMethods(ServiceCore):
                 "model_id": model_id,
                 "rows": rows,
                 "data_source": data_source,
+                "signing_key_file": str(self._signing_key),
             },
             max(timeout_s, 120.0) if target == _TEXT_PREDICT else timeout_s,
         )
@@ -186,6 +187,7 @@ class ModelMethods(ServiceCore):
             "temperature": temperature,
             "top_p": top_p,
             "seed": seed,
+            "signing_key_file": str(self._signing_key),
         }
         return Generation.model_validate(await self._parts().executor.run_job(_GENERATE, args, timeout_s))
 

@@ -6,6 +6,7 @@ and on the queue-wide lock, and another process may be scanning or writing the s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -14,6 +15,7 @@ import aiofiles
 from pydantic import ValidationError
 
 from mcp_trainer.engine.order import runnable_order
+from mcp_trainer.engine.processes import end_leftover_worker
 from mcp_trainer.errors import (
     InvalidInputError,
     InvalidStateError,
@@ -21,6 +23,7 @@ from mcp_trainer.errors import (
     closest,
     describe_validation_error,
 )
+from mcp_trainer.files import NotARegularFile, open_no_follow
 from mcp_trainer.ids import check_task_id, new_task_id
 from mcp_trainer.machine import machine_status
 from mcp_trainer.offload import off_loop
@@ -41,6 +44,7 @@ __all__ = ["ProgressCallback", "TaskMethods"]
 
 ProgressCallback = Callable[[TaskStatusView], Awaitable[None]]
 MAX_LOG_LINES = 5000
+OWNER_SILENT_S = 5.0  # an owner that has not said it is alive for this long is not responding
 _WAIT_POLL_S = 0.1
 
 
@@ -60,14 +64,31 @@ class TaskMethods(ServiceCore):
         user_id: str | None = None,
         priority: Priority | str = Priority.NORMAL,
         max_attempts: int = 3,
+        idempotency_key: str | None = None,
     ) -> TaskStatusView:
-        """Validate the spec and its data, persist the task, and return its status at once.
+        """Validate the spec and its data, persist the task, and return its status at once. A call with
+        the `idempotency_key` of an earlier one returns that task instead (see `submit_once`).
 
         Raises InvalidInputError (nothing is written) when the task type, a parameter or the data is unusable.
         """
+        options = _options(
+            name=name,
+            user_id=user_id,
+            priority=priority,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+        )
+        view, _ = await self.submit_once(spec, options)
+        return view
+
+    async def submit_once(
+        self, spec: Mapping[str, Any] | AnySpec, options: SubmitOptions
+    ) -> tuple[TaskStatusView, bool]:
+        """`submit`, saying whether this call created the task: False when an earlier call with the same
+        `options.idempotency_key` did (and its task is returned). The same key with other arguments is
+        refused (InvalidInputError), so that a key never stands for two different tasks."""
         parts = self._parts()
         task_spec = parse_spec(spec)
-        options = _options(name=name, user_id=user_id, priority=priority, max_attempts=max_attempts)
         task_spec = await off_loop(_checked, task_spec, self.roots)
         now = time.time()
         record = TaskRecord(
@@ -78,17 +99,21 @@ class TaskMethods(ServiceCore):
             spec=task_spec,
             created_at=now,
             max_attempts=options.max_attempts,
+            idempotency_key=options.idempotency_key,
         )
         record.history.append(Transition(status=TaskStatus.QUEUED, at=now, note="submitted"))
         try:
-            await off_loop(parts.store.create, record)
+            stored = await off_loop(parts.store.create, record)
         except OSError as exc:
             raise TrainerError(
                 f"The task could not be saved in {parts.store.root}: {exc.strerror or exc}.",
                 "Free disk space or fix the queue directory's permissions, then submit again.",
             ) from None
+        if stored is not record:
+            _check_same_task(stored, record)
+            return await off_loop(lambda: self._view(self._live(stored))), False
         parts.scheduler.wake()
-        return await off_loop(self._view, record)
+        return await off_loop(self._view, record), True
 
     # -- read ----------------------------------------------------------------------------------------
 
@@ -142,7 +167,7 @@ class TaskMethods(ServiceCore):
             owner = scheduler.owner_info()
             if not owner:
                 return 0  # nobody executes: every waiting task waits
-            limit = owner.get("limit", self.max_concurrent)
+            limit = int(owner.get("limit", self.max_concurrent))
         running = sum(r.status is TaskStatus.RUNNING for r in self._parts().store.cached())
         return max(0, limit - running)
 
@@ -201,6 +226,7 @@ class TaskMethods(ServiceCore):
         owner = parts.scheduler.owner_info()
         executes = parts.scheduler.is_owner
         limit = self.max_concurrent if executes else owner.get("limit", self.max_concurrent)
+        silent = None if "beat" not in owner else round(max(0.0, time.time() - owner["beat"]), 1)
         return QueueStatus(
             running=counts[TaskStatus.RUNNING.value],
             queued=counts[TaskStatus.QUEUED.value] + counts[TaskStatus.RETRYING.value],
@@ -208,7 +234,9 @@ class TaskMethods(ServiceCore):
             counts=counts,
             running_tasks=sorted(r.task_id for r in records if r.status is TaskStatus.RUNNING),
             next_up=[r.task_id for r in runnable_order(parts.store.waiting(), float("inf"))[:5]],
-            owner_pid=owner.get("pid"),
+            owner_pid=int(owner["pid"]) if "pid" in owner else None,
+            owner_responding=None if silent is None else silent < OWNER_SILENT_S,
+            owner_silent_s=silent,
             this_process_executes=executes,
             queue_dir=str(self.queue_dir),
             models_dir=str(self.models_dir),
@@ -221,13 +249,19 @@ class TaskMethods(ServiceCore):
         await off_loop(store.get, check_task_id(task_id))
         if not 1 <= tail <= MAX_LOG_LINES:
             raise InvalidInputError(f"tail must be between 1 and {MAX_LOG_LINES} (got {tail}).")
-        path = store.layout.log_file(task_id)
         try:
-            size = (await off_loop(path.stat)).st_size
+            fd = await off_loop(open_no_follow, store.layout.log_file(task_id), os.O_RDONLY)
         except FileNotFoundError:
             return []
+        except NotARegularFile as exc:
+            raise InvalidStateError(
+                f"The log of {task_id} is {exc.strerror}, not a file written by its worker: not shown.",
+                "Whoever can write the queue directory put it there; remove it, and the next attempt "
+                "starts a new log.",
+            ) from None
+        size = os.fstat(fd).st_size
         window = min(size, max(64 * 1024, tail * 400))
-        async with aiofiles.open(path, "rb") as f:
+        async with aiofiles.open(fd, "rb") as f:
             await f.seek(size - window)
             data: bytes = await f.read()
         lines = data.decode("utf-8", errors="replace").splitlines()
@@ -240,21 +274,46 @@ class TaskMethods(ServiceCore):
     async def cancel(self, task_id: str, *, wait_s: float = 10.0) -> TaskStatusView:
         """Cancel a task. A waiting one is cancelled at once and never starts; a running one is stopped
         (cooperatively, then SIGTERM, then SIGKILL to its process group) before this returns, or within
-        `wait_s` when another process runs it. Raises InvalidStateError for a finished task."""
+        `wait_s` when another process runs it. When that process does not respond (stopped, hung, dead),
+        this one ends the task's worker itself and records the cancel. Raises InvalidStateError for a
+        finished task."""
         parts = self._parts()
         check_task_id(task_id)
-        _, before = await off_loop(parts.store.update, task_id, _request_cancel)
+        before = await self._change(task_id, _request_cancel)
         if before is TaskStatus.RUNNING:
             if task_id in parts.scheduler.running_ids():
                 await parts.scheduler.stop_task(task_id)
             else:
                 parts.scheduler.wake()
+                silent = False
 
-                async def ended() -> bool:
-                    return (await off_loop(parts.store.get, task_id)).status.is_terminal()
+                async def ended_or_unattended() -> bool:
+                    nonlocal silent
+                    if (await off_loop(parts.store.get, task_id)).status.is_terminal():
+                        return True
+                    silent = await off_loop(self._owner_silent)
+                    return silent
 
-                await poll_until(ended, interval_s=0.05, timeout_s=wait_s)
+                await poll_until(ended_or_unattended, interval_s=0.05, timeout_s=wait_s)
+                if silent:
+                    await off_loop(self._cancel_unattended, task_id)
         return await self.status(task_id)
+
+    def _owner_silent(self) -> bool:
+        """Whether no process answers for the queue: none owns it, or its owner has not said it is alive
+        for OWNER_SILENT_S (stopped, hung). Blocking."""
+        owner = self._parts().scheduler.owner_info()
+        return not owner or time.time() - owner.get("beat", time.time()) >= OWNER_SILENT_S
+
+    def _cancel_unattended(self, task_id: str) -> None:
+        """End the worker of a running task whose owner does not respond (only a process that is provably
+        that worker), and record the cancel. Blocking."""
+        store = self._parts().store
+        record = store.get(task_id)
+        if record.status is not TaskStatus.RUNNING:
+            return
+        end_leftover_worker(store.layout, record)
+        store.update(task_id, _cancelled_unattended)
 
     async def stop(self, task_id: str) -> TaskStatusView:
         """End a task's work now and finish it with the best result so far, which is saved as usual: a
@@ -263,7 +322,7 @@ class TaskMethods(ServiceCore):
         keep yet ends cancelled). Raises InvalidStateError for a task that has not run or has ended."""
         parts = self._parts()
         check_task_id(task_id)
-        await off_loop(parts.store.update, task_id, _request_finish)
+        await self._change(task_id, _request_finish)
         if task_id in parts.scheduler.running_ids():
             await parts.scheduler.finish_task(task_id)
         parts.scheduler.wake()
@@ -318,6 +377,13 @@ def _request_cancel(r: TaskRecord) -> TaskStatus:
     return before
 
 
+def _cancelled_unattended(r: TaskRecord) -> None:
+    if r.status is TaskStatus.RUNNING:
+        r.transition(
+            TaskStatus.CANCELLED, f"cancelled by pid {os.getpid()}: the queue's owner did not respond"
+        )
+
+
 def _request_finish(r: TaskRecord) -> None:
     if r.status.is_terminal():
         raise InvalidStateError(
@@ -330,6 +396,18 @@ def _request_finish(r: TaskRecord) -> None:
             "Cancel it with cancel_training_task, or stop it once it runs.",
         )
     r.finish_requested = True
+
+
+def _check_same_task(earlier: TaskRecord, new: TaskRecord) -> None:
+    """Refuse an idempotency key reused for a different task."""
+    fields = ("spec", "name", "user_id", "priority", "max_attempts")
+    differ = [f for f in fields if getattr(earlier, f) != getattr(new, f)]
+    if differ:
+        raise InvalidInputError(
+            f"idempotency_key {new.idempotency_key!r} was already used for task {earlier.task_id}, with "
+            f"other {', '.join(differ)}.",
+            "Use a new key for a new task; retry with the same arguments to get that task back.",
+        )
 
 
 def _options(**given: Any) -> SubmitOptions:

@@ -18,12 +18,14 @@ from typing import Self
 
 import anyio
 
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.local import ProcessExecutor
 from mcp_trainer.engine.scheduler import Scheduler
 from mcp_trainer.engine.store import TaskStore
-from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.offload import off_loop
+from mcp_trainer.secretfile import SecretFileError
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
 from mcp_trainer.service.models import ModelMethods
 from mcp_trainer.service.roots import Roots
@@ -69,10 +71,19 @@ class TrainingService(TaskMethods, ModelMethods):
         layout = QueueLayout.at(self.queue_dir)
         await off_loop(lambda: self.models_dir.mkdir(parents=True, exist_ok=True))
         store = await off_loop(TaskStore, layout)
+        try:
+            await off_loop(ModelSigner(layout.signing_key).ensure)
+        except SecretFileError as exc:
+            store.close()
+            raise TrainerError(
+                str(exc),
+                "Models are signed with this key: fix the file, or remove it to start a new key "
+                "(models signed with the old one can then no longer be loaded).",
+            ) from None
         await off_loop(store.refresh)
         executor = ProcessExecutor(layout, self.models_dir)
         scheduler = Scheduler(
-            store, executor, limit=self.max_concurrent, poll_interval_s=self.poll_interval_s
+            store, executor, self.models_dir, limit=self.max_concurrent, poll_interval_s=self.poll_interval_s
         )
         self._parts_or_none = Parts(store, scheduler, executor)
         self._exit = contextlib.AsyncExitStack()

@@ -42,3 +42,7 @@ class SubmitOptions(BaseModel):
     max_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
         default=3, description="Attempts in all when a worker dies unexpectedly."
     )
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="Retrying with the same key returns the task the first call made, never a second one.",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -10,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.ids import model_id_for
-from mcp_trainer.records import ErrorKind, Progress, TaskError, TaskRecord, TaskResult
+from mcp_trainer.records import ErrorKind, Progress, TaskError, TaskRecord, TaskResult, with_warning
 
 __all__ = ["StopRequested", "TaskFailure", "Trainer", "WorkerContext"]
 
@@ -44,6 +46,7 @@ class WorkerContext:
     work_dir: Path
     send: Callable[[tuple[str, dict[str, Any]]], None]
     stop_event: threading.Event
+    signer: ModelSigner  # signs the saved model (artifacts/signing.py)
     # Set by stop_training_task: end the work now and finish with the best found so far.
     finish_event: threading.Event = field(default_factory=threading.Event)
     # The CPUs this task may fill by default (processes, thread pools); None: all of the machine's.
@@ -67,7 +70,8 @@ class WorkerContext:
         """Something the caller should know went wrong or was left out (a helper died, a limit ended a
         trial): shown in the task's status and kept with the model. Sent at once."""
         if message not in self.progress.warnings:
-            self.report(warnings=[*self.progress.warnings, message], force=True)
+            logging.getLogger("mcp_trainer.worker").warning("%s", message)  # the log keeps every one
+            self.report(warnings=with_warning(self.progress.warnings, message), force=True)
 
     def check_stop(self) -> None:
         """Raise StopRequested if the task was asked to stop; call it between units of work."""

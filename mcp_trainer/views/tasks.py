@@ -131,6 +131,10 @@ class QueueStatus(BaseModel):
     running_tasks: list[str]
     next_up: list[str] = Field(description="the next waiting tasks, in start order")
     owner_pid: int | None = Field(description="pid of the server process that executes tasks")
+    owner_responding: bool | None = Field(
+        description="whether that process said it was alive in the last few seconds (null: no owner)"
+    )
+    owner_silent_s: float | None = Field(description="seconds since it last said so")
     this_process_executes: bool
     queue_dir: str
     models_dir: str

@@ -1,9 +1,11 @@
 """Checkpoints of a fine-tune under the task's work directory, written atomically, the last few kept.
 
 A checkpoint is one `torch.save` file: the trainable weights, the optimizer and scheduler state, the loop
-state and the random number generators. It is written to a temporary name, fsynced and renamed, so a kill
-at any moment leaves either the previous checkpoint or the new one; a file that does not load (a torn
-write on a full disk) is skipped in favour of the one before it.
+state and the random number generators, as tensors and plain Python values only, so that it loads with
+`weights_only=True` (a file planted in the work directory cannot run code when loaded). It is written to
+a temporary name, fsynced and renamed, so a kill at any moment leaves either the previous checkpoint or the
+new one; a file that does not load (a torn write on a full disk, a foreign file) is skipped in favour of the
+one before it.
 """
 
 from __future__ import annotations
@@ -43,9 +45,13 @@ def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def rng_state() -> dict[str, Any]:
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)  # the legacy global generator is always MT19937
+    kind, key, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # Plain numbers, not an ndarray: a checkpoint loads with weights_only=True (no arbitrary pickles).
+        "numpy": [kind, key.tolist(), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
@@ -55,7 +61,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         with contextlib.suppress(RuntimeError):  # a different number of GPUs than when it was saved
@@ -90,8 +97,10 @@ class CheckpointStore:
         """The newest checkpoint that loads, or None."""
         for step, path in reversed(self._steps()):
             try:
-                payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as exc:  # a torn or corrupt file: fall back to the one before
+                # weights_only: tensors and plain containers only, so a checkpoint planted in the work
+                # directory cannot run code when loaded.
+                payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # a torn, corrupt or foreign file: fall back to the one before
                 log.warning("checkpoint %s does not load (%s); using an older one", path.name, exc)
                 continue
             if payload.get("step") == step:

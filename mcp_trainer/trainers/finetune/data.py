@@ -47,13 +47,19 @@ class TextData:
     truncated: int  # training examples cut at max_seq_length
 
 
-def read_texts(path_text: str, columns: list[str], *, drop_na_text: bool = True) -> pd.DataFrame:
+def read_texts(
+    path_text: str, columns: list[str], *, drop_na_text: bool = True, max_rows: int | None = None
+) -> pd.DataFrame:
     """The named columns of a CSV, TSV or JSON lines file, as strings; rows with no text are dropped (and,
-    with `drop_na_text`, rows whose text is a missing-value word such as NA)."""
+    with `drop_na_text`, rows whose text is a missing-value word such as NA). With `max_rows`, reading
+    stops after that many rows (and one more, so that a caller can tell the file is longer)."""
     source = parse_source(path_text)
     assert source.path is not None
+    nrows = None if max_rows is None else max_rows + 1
     if source.format == "jsonl":
-        frame = pd.read_json(source.path, lines=True, dtype=False, encoding=ENCODING, convert_dates=False)
+        frame = pd.read_json(
+            source.path, lines=True, dtype=False, encoding=ENCODING, convert_dates=False, nrows=nrows
+        )
         frame = frame.astype(object).where(frame.notna(), "")
         frame = frame.map(lambda v: "" if v is None else str(v))
     else:
@@ -63,6 +69,7 @@ def read_texts(path_text: str, columns: list[str], *, drop_na_text: bool = True)
             dtype=str,
             keep_default_na=False,
             encoding=ENCODING,
+            nrows=nrows,
         )
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in columns if c not in frame.columns]

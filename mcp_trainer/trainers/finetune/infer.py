@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mcp_trainer.artifacts.model_dir import verify_model_files
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.trainers.finetune.data import read_texts
 from mcp_trainer.trainers.finetune.hf import quiet_hf
@@ -46,10 +47,16 @@ def _load(root: Path, meta: dict[str, Any], causal: bool) -> tuple[nn.Module, An
                 model: nn.Module = peft_cls.from_pretrained(str(root), local_files_only=True)
             else:
                 hf_cls = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
-                model = hf_cls.from_pretrained(str(root), local_files_only=True)
+                # Only the safetensors weights it was saved with: a pickled .bin beside them is never read.
+                model = hf_cls.from_pretrained(str(root), local_files_only=True, use_safetensors=True)
     except InvalidInputError:
         raise
     except Exception as exc:
+        if not root.exists():  # delete_model ran since the files were checked
+            raise InvalidInputError(
+                f"Model {meta['model_id']} was deleted while this call was reading it.",
+                "list_models shows the models.",
+            ) from None
         raise InvalidInputError(
             f"Model {meta['model_id']} does not load: {type(exc).__name__}: {str(exc)[:300]}",
             "Train it again.",
@@ -57,6 +64,18 @@ def _load(root: Path, meta: dict[str, Any], causal: bool) -> tuple[nn.Module, An
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(_device()).eval(), tokenizer
+
+
+_MAX_TEXTS = 10_000
+
+
+def _verified(models_dir: str, model_id: str, signing_key_file: str) -> tuple[Path, dict[str, Any]]:
+    try:
+        return verify_model_files(Path(models_dir), model_id, ModelSigner(Path(signing_key_file)))
+    except FileNotFoundError:  # delete_model ran since the metadata was read
+        raise InvalidInputError(
+            f"Model {model_id} was deleted while this call was reading it.", "list_models shows the models."
+        ) from None
 
 
 def _check_kind(meta: dict[str, Any], wanted: str, tool: str) -> None:
@@ -68,10 +87,14 @@ def _check_kind(meta: dict[str, Any], wanted: str, tool: str) -> None:
 
 
 def predict_text(
-    models_dir: str, model_id: str, rows: list[dict[str, Any]] | None, data_source: str | None
+    models_dir: str,
+    model_id: str,
+    rows: list[dict[str, Any]] | None,
+    data_source: str | None,
+    signing_key_file: str,
 ) -> dict[str, Any]:
     """Labels and per-label probabilities for texts given as rows ({text_column: ...}) or a data file."""
-    root, meta = verify_model_files(Path(models_dir), model_id)
+    root, meta = _verified(models_dir, model_id, signing_key_file)
     _check_kind(meta, "text_classification_finetune", "predict")
     column = str(meta["parameters"]["text_column"])
     if rows is not None:
@@ -88,11 +111,9 @@ def predict_text(
         texts = [str(r[column]) for r in rows]
     else:
         assert data_source is not None
-        texts = read_texts(data_source, [column], drop_na_text=False)[column].tolist()
-    if len(texts) > 10_000:
-        raise InvalidInputError(
-            f"{len(texts)} texts is more than the 10000 one call predicts.", "Split them."
-        )
+        texts = read_texts(data_source, [column], drop_na_text=False, max_rows=_MAX_TEXTS)[column].tolist()
+    if len(texts) > _MAX_TEXTS:
+        raise InvalidInputError(f"More than the {_MAX_TEXTS} texts one call predicts.", "Split them.")
     model, tokenizer = _load(root, meta, causal=False)
     limit = int(meta["parameters"]["max_seq_length"])
     labels: list[str] = list(meta["classes"])
@@ -128,9 +149,11 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 0,
+    *,
+    signing_key_file: str,
 ) -> dict[str, Any]:
     """A completion of `prompt` by a causal LM fine-tune (greedy when temperature is 0)."""
-    root, meta = verify_model_files(Path(models_dir), model_id)
+    root, meta = _verified(models_dir, model_id, signing_key_file)
     _check_kind(meta, "causal_lm_finetune", "generate")
     model, tokenizer = _load(root, meta, causal=True)
     torch.manual_seed(seed)

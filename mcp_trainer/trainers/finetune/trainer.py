@@ -121,4 +121,4 @@ def _save(ctx: WorkerContext, trained: Trained, tokenizer: Any, meta: dict[str, 
     def write(target: Path) -> None:
         hf.save_pretrained(trained.model, tokenizer, target)
 
-    return save_model_tree(ctx.models_dir, ctx.model_id, write, meta, reports)
+    return save_model_tree(ctx.models_dir, ctx.model_id, write, meta, reports, ctx.signer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,8 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from mcp_trainer.artifacts.model_dir import verified_model_file
+from mcp_trainer.artifacts.model_dir import verified_model_bytes
+from mcp_trainer.artifacts.signing import ModelSigner
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.trainers.tabular.data import as_category_strings, read_frame
@@ -35,8 +37,13 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
             )
     else:
         assert data_source is not None
-        frame = read_frame(parse_source(data_source))
+        frame = read_frame(parse_source(data_source), max_rows=MAX_PREDICT_ROWS)
         frame.columns = [str(c).strip() for c in frame.columns]
+        if len(frame) > MAX_PREDICT_ROWS:
+            raise InvalidInputError(
+                f"data_source has more than the {MAX_PREDICT_ROWS} rows one call predicts.",
+                "Split the data into files of at most that many rows.",
+            )
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise InvalidInputError(f"Missing feature columns: {missing}.", f"The model needs: {features}.")
@@ -52,8 +59,31 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
                 f"Feature {name!r} must be numeric; got {bad.iloc[0]!r} (row {int(bad.index[0])}).",
                 "Send numbers (or null for a missing value) in that column.",
             )
+        infinite = np.isinf(converted.to_numpy(dtype="float64", na_value=np.nan))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise InvalidInputError(
+                f"Feature {name!r} is infinite in row {row}; a model predicts from finite numbers only.",
+                "Send a finite number, or null for a missing value (NaN counts as missing too).",
+            )
         frame[name] = converted.astype("float64")
     return frame
+
+
+def _predict(model: Any, frame: pd.DataFrame) -> Any:
+    """The model's predictions; missing values it cannot fill (a model saved before every model imputed
+    them) are refused in words."""
+    try:
+        return model.predict(frame)
+    except ValueError as exc:
+        if "NaN" not in str(exc):
+            raise
+        holes = [str(c) for c in frame.columns if frame[c].isna().any()]
+        raise InvalidInputError(
+            f"This model cannot fill missing values, and these features have some: {holes}.",
+            "Fill them in, or train the model again (models trained now fill missing numbers with the "
+            "training median).",
+        ) from None
 
 
 def _unseen_categories(model: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -108,17 +138,17 @@ def _known_categories(model: Any) -> dict[str, set[str]]:
 
 
 def predict(
-    models_dir: str, model_id: str, rows: list[dict[str, Any]] | None, data_source: str | None
+    models_dir: str,
+    model_id: str,
+    rows: list[dict[str, Any]] | None,
+    data_source: str | None,
+    signing_key_file: str,
 ) -> dict[str, Any]:
     """Predictions (and class probabilities where the model has them) for rows or a data source."""
-    path, meta = verified_model_file(Path(models_dir), model_id)
-    model = joblib.load(path)
+    data, meta = verified_model_bytes(Path(models_dir), model_id, ModelSigner(Path(signing_key_file)))
+    model = joblib.load(io.BytesIO(data))
     frame = _frame(meta, rows, data_source)
-    if len(frame) > MAX_PREDICT_ROWS:
-        raise InvalidInputError(
-            f"{len(frame)} rows is more than the {MAX_PREDICT_ROWS} one call predicts.", "Split the data."
-        )
-    predictions = model.predict(frame)
+    predictions = _predict(model, frame)
     out: dict[str, Any] = {
         "model_id": model_id,
         "n_rows": len(frame),

@@ -200,4 +200,6 @@ def _save(
     }
     summary = summary_markdown(ctx.model_id, spec, metadata) + "\n".join(["", *plots.summary_lines(), ""])
     reports = {**run.reports, "summary.md": summary}
-    return save_model_dir(ctx.models_dir, ctx.model_id, lambda p: joblib.dump(final, p), metadata, reports)
+    return save_model_dir(
+        ctx.models_dir, ctx.model_id, lambda p: joblib.dump(final, p), metadata, reports, ctx.signer
+    )
