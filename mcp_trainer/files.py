@@ -14,6 +14,7 @@ import hashlib
 import os
 import secrets
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -118,15 +119,18 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
 
 def real_dir(path: Path) -> Path:
     """Make sure `path` is a directory of its own: a symbolic link there, planted to send writes
-    elsewhere, is removed and a directory made in its place. Returns `path`."""
+    elsewhere, is removed, anything else that is not a directory is renamed aside
+    (`<name>.not-a-directory.<ns>`), and a directory is made in its place. Returns `path`."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         path.mkdir(parents=True, exist_ok=True)
         return path
+    if stat.S_ISDIR(st.st_mode):
+        return path
     if stat.S_ISLNK(st.st_mode):
         path.unlink()
-        path.mkdir()
-    elif not stat.S_ISDIR(st.st_mode):
-        raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(path))
+    else:
+        os.replace(path, path.with_name(f"{path.name}.not-a-directory.{time.time_ns()}"))
+    path.mkdir(exist_ok=True)
     return path

@@ -6,6 +6,7 @@ write, leaks a file or kills a process that is not this queue's worker."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -157,6 +158,20 @@ async def test_links_planted_as_a_tasks_log_and_work_folder_receive_nothing(
     assert any(record.task_id in line for line in lines)  # the worker's own log, in a real file
 
 
+async def test_a_fifo_planted_as_a_tasks_log_neither_blocks_nor_fails_its_worker(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    store = TaskStore(QueueLayout.at(queue_dir))
+    record = record_for(blobs_csv)
+    store.create(record)
+    os.mkfifo(queue_dir / "logs" / f"{record.task_id}.log")  # opening it for writing would block
+    async with TrainingService(queue_dir, models_dir, poll_interval_s=0.05) as svc:
+        done = await svc.wait(record.task_id, timeout_s=60)
+        lines = await svc.logs(record.task_id)
+    assert done.status is TaskStatus.COMPLETED and done.attempts == 1
+    assert any("completed" in line for line in lines)
+
+
 async def test_get_task_logs_refuses_a_log_that_is_a_link_and_shows_none_of_its_target(
     queue_dir: Path, models_dir: Path, tmp_path: Path, blobs_csv: Path
 ) -> None:
@@ -238,13 +253,21 @@ def test_an_error_message_of_any_length_is_kept_short() -> None:
 
 
 @pytest.mark.parametrize("name", ["logs", "work"])
-def test_a_link_planted_in_place_of_a_queue_folder_is_replaced_by_a_folder(
-    queue_dir: Path, tmp_path: Path, name: str
+@pytest.mark.parametrize("planted", ["link", "file"])
+def test_a_link_or_file_planted_in_place_of_a_queue_folder_is_replaced_by_a_folder(
+    queue_dir: Path, tmp_path: Path, name: str, planted: str
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     queue_dir.mkdir(exist_ok=True)
-    (queue_dir / name).symlink_to(elsewhere, target_is_directory=True)
+    if planted == "link":
+        (queue_dir / name).symlink_to(elsewhere, target_is_directory=True)
+    else:
+        (queue_dir / name).write_text("in the way", encoding="utf-8")
     QueueLayout.at(queue_dir).create()
     assert (queue_dir / name).is_dir() and not (queue_dir / name).is_symlink()
     assert list(elsewhere.iterdir()) == []
+    if planted == "file":  # set aside, not deleted
+        assert [p.read_text(encoding="utf-8") for p in queue_dir.glob(f"{name}.not-a-directory.*")] == [
+            "in the way"
+        ]

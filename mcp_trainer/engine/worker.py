@@ -58,8 +58,9 @@ def _redirect_output(log_path: Path) -> None:
     real_dir(log_path.parent)
     try:
         fd = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    except NotARegularFile:  # a link planted where the log goes: the log starts afresh in its place
-        os.unlink(log_path)
+    except (NotARegularFile, IsADirectoryError, OSError):
+        # A link, FIFO or folder planted where the log goes: set it aside and start the log afresh.
+        os.replace(log_path, log_path.with_name(f"{log_path.name}.not-a-log.{time.time_ns()}"))
         fd = open_no_follow(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
