@@ -3,6 +3,8 @@
 The public Python API is exactly `__all__`; it never imports `mcp`. ARCHITECTURE.md maps the packages.
 """
 
+from mcp_trainer.engine.admission import Thresholds
+from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError, TrainerError
 from mcp_trainer.records import ErrorKind, Priority, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
 from mcp_trainer.service.training import TrainingService
@@ -14,6 +16,7 @@ from mcp_trainer.version import __version__
 from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
 
 __all__ = [
+    "AdmissionConfig",
     "ErrorKind",
     "FinetuneSpec",
     "InvalidInputError",
@@ -31,6 +34,7 @@ __all__ = [
     "TaskSpec",
     "TaskStatus",
     "TaskStatusView",
+    "Thresholds",
     "TrainerError",
     "TrainingService",
     "__version__",

@@ -11,10 +11,13 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from mcp_trainer.engine.admission import Thresholds
+from mcp_trainer.engine.alerts import AlertRules
+from mcp_trainer.engine.starts import DEFAULT_THRESHOLDS, AdmissionConfig
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.version import __version__
 
-__all__ = ["main", "parse_args"]
+__all__ = ["admission_of", "main", "parse_args"]
 
 log = logging.getLogger("mcp_trainer.cli")
 TOKEN_FILE = ".http-token"  # in the queue directory unless --token-file says otherwise
@@ -55,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fine-tunes' model_path must resolve under this directory (repeatable; default: anywhere)",
     )
     p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
+    _admission_arguments(p)
     _http_arguments(p)
     p.add_argument(
         "--no-execute",
@@ -66,6 +70,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     _check(p, args)
     return args
+
+
+def _admission_arguments(p: argparse.ArgumentParser) -> None:
+    limits = DEFAULT_THRESHOLDS
+    for name, default, what in (
+        ("cpu", limits.cpu_percent, "CPU use by other work"),
+        ("memory", limits.memory_percent, "memory use"),
+        ("disk", limits.disk_percent, "disk use (with under 20 GB free)"),
+    ):
+        p.add_argument(
+            f"--{name}-threshold",
+            type=float,
+            default=default,
+            metavar="PERCENT",
+            help=f"start no task while {what} is above this (default: {default:g}; 100 turns it off)",
+        )
+    p.add_argument(
+        "--reserve-after",
+        type=float,
+        default=AdmissionConfig().reserve_after_s,
+        metavar="SECONDS",
+        help="after the first task in line has waited this long for resources, nothing behind it starts "
+        "before it (default: 60)",
+    )
+    p.add_argument(
+        "--max-running-per-user", type=int, help="running tasks per user_id at most (default: no cap)"
+    )
+    p.add_argument(
+        "--stalled-after",
+        type=float,
+        default=AlertRules().stalled_after_s / 60,
+        metavar="MINUTES",
+        help="alert on a running task that made no progress for this long (default: 10)",
+    )
+
+
+def admission_of(args: argparse.Namespace) -> AdmissionConfig:
+    """The admission rules the command line asks for."""
+    return AdmissionConfig(
+        thresholds=Thresholds(
+            cpu_percent=args.cpu_threshold,
+            memory_percent=args.memory_threshold,
+            disk_percent=args.disk_threshold,
+        ),
+        reserve_after_s=args.reserve_after,
+        max_running_per_user=args.max_running_per_user,
+    )
 
 
 def _http_arguments(p: argparse.ArgumentParser) -> None:
@@ -126,6 +177,15 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for root in [*args.data_root, *args.model_root]:
         if not root.is_dir():
             p.error(f"{root} is not a directory (--data-root and --model-root take directories)")
+    for name in ("cpu", "memory", "disk"):
+        if not 0 < getattr(args, f"{name}_threshold") <= 100:
+            p.error(f"--{name}-threshold must be a percentage above 0 and at most 100")
+    if args.reserve_after < 0:
+        p.error("--reserve-after must not be negative")
+    if args.max_running_per_user is not None and args.max_running_per_user < 1:
+        p.error("--max-running-per-user must be at least 1")
+    if not 0.5 <= args.stalled_after <= 7 * 24 * 60:
+        p.error("--stalled-after must be between 0.5 and 10080 minutes (a week)")
     if args.session_idle_timeout <= 0 or args.max_sessions < 1:
         p.error("--session-idle-timeout must be positive and --max-sessions at least 1")
 
@@ -158,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             exit_on_signal=True,
             data_roots=tuple(args.data_root),
             model_roots=tuple(args.model_root),
+            admission=admission_of(args),
+            alert_rules=AlertRules(stalled_after_s=args.stalled_after * 60),
         )
     )
     try:

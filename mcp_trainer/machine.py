@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 from pydantic import BaseModel
 
-__all__ = ["GpuInfo", "MachineStatus", "available_cpus", "machine_status"]
+__all__ = ["GpuInfo", "MachineStatus", "available_cpus", "gpu_inventory", "machine_status"]
 
 
 def available_cpus() -> int:
@@ -89,14 +89,20 @@ def _cpu_percent() -> float:
     return percent
 
 
+def gpu_inventory() -> list[GpuInfo]:
+    """This machine's GPUs through NVML (empty without a driver or a GPU; asked once when there is none)."""
+    global _gpu_cache
+    if _gpu_cache is None or _gpu_cache:
+        _gpu_cache = _gpus()  # with no GPU, stop asking: nvmlInit costs milliseconds each time
+    return _gpu_cache
+
+
 def machine_status(disk_path: Path) -> MachineStatus:
     """A snapshot; CPU percent is measured since the previous call, or over 0.1 s (blocking) when there
     was none or it was only just now."""
-    global _gpu_cache
     mem = psutil.virtual_memory()
     disk = psutil.disk_usage(str(disk_path))
-    if _gpu_cache is None or _gpu_cache:
-        _gpu_cache = _gpus()  # with no GPU, stop asking: nvmlInit costs milliseconds each time
+    gpus = gpu_inventory()
     return MachineStatus(
         cpu_count=psutil.cpu_count() or 1,
         cpu_percent=_cpu_percent(),
@@ -104,5 +110,5 @@ def machine_status(disk_path: Path) -> MachineStatus:
         memory_available_mb=round(mem.available / 2**20, 1),
         disk_free_mb=round(disk.free / 2**20, 1),
         disk_used_percent=disk.percent,
-        gpus=_gpu_cache,
+        gpus=gpus,
     )

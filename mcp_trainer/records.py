@@ -12,12 +12,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mcp_trainer.specs import TaskSpec
 from mcp_trainer.specs.options import Priority
+from mcp_trainer.specs.resources import Grant, ResourceRequest
 
 __all__ = [
     "MAX_WARNINGS",
+    "Alert",
     "ErrorKind",
     "Priority",
     "Progress",
+    "Severity",
     "TaskError",
     "TaskRecord",
     "TaskResult",
@@ -27,6 +30,7 @@ __all__ = [
     "with_warning",
 ]
 
+MAX_HISTORY = 200  # transitions kept in a record
 MAX_WARNINGS = 20  # a record stays small: past this, one line counts the warnings left out
 _MORE = "more warnings, in the task's log: "
 
@@ -86,8 +90,9 @@ _ALLOWED: dict[TaskStatus, frozenset[TaskStatus]] = {
     ),
     TaskStatus.RETRYING: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.FAILED}),
     TaskStatus.COMPLETED: frozenset(),
-    TaskStatus.FAILED: frozenset(),
-    TaskStatus.CANCELLED: frozenset(),
+    # FAILED/CANCELLED -> QUEUED: retry_task, on request only (the attempt history is kept).
+    TaskStatus.FAILED: frozenset({TaskStatus.QUEUED}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED}),
 }
 
 
@@ -104,7 +109,35 @@ class ErrorKind(StrEnum):
     INTERNAL = "internal"  # a bug in mcp-trainer; the message says where
 
     def is_retryable(self) -> bool:
-        return self is ErrorKind.WORKER_LOST
+        """Whether another attempt may succeed as it is (outcome.py says how each kind is retried)."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {ErrorKind.WORKER_LOST, ErrorKind.OUT_OF_MEMORY, ErrorKind.DISK_FULL, ErrorKind.CUDA_ERROR}
+)
+
+
+class Severity(StrEnum):
+    """How urgent an alert is."""
+
+    INFO = "info"  # worth knowing; nothing to do yet
+    WARNING = "warning"  # likely to end badly unless someone looks
+    CRITICAL = "critical"  # going wrong now
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+
+class Alert(BaseModel):
+    """Something about a running task (or the machine) that a person or an agent should look at."""
+
+    kind: str = Field(description="stalled, loss_nan, loss_spike, memory_high, overdue, disk_filling, ...")
+    severity: Severity
+    message: Annotated[str, _clipped(300)]
+    since: float = Field(description="Unix time the condition was first seen")
+    task_id: str | None = None  # None: about the machine
 
 
 class TaskError(BaseModel):
@@ -192,8 +225,16 @@ class TaskRecord(BaseModel):
     history: list[Transition] = Field(default_factory=list)
     attempts: int = 0
     max_attempts: int = 3
+    attempt_budget: int = 3  # the max_attempts asked for at submit: what a retry_task grants again
     recoveries: int = 0  # times it was running when its owner died (not counted as attempts)
     idempotency_key: str | None = None  # a second submit with it returns this task (store.py)
+    resources: ResourceRequest | None = None  # what it claims while running (None: before requests existed)
+    grant: Grant | None = None  # what the current (or last) attempt was given
+    alerts: list[Alert] = Field(default_factory=list)  # of the current attempt, as its owner last saw
+    waiting_for: str | None = None  # why a waiting task has not started, as the scheduler last saw it
+    retry_plan: str | None = None  # how the next attempt differs and why (shown while retrying)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # spec fields a retry changed (out of memory)
+    disk_waits: int = 0  # attempts ended by a full disk: they wait for space and do not count
     next_attempt_at: float | None = None
     cancel_requested: bool = False
     finish_requested: bool = False  # stop_training_task: end the work now, keep the best so far
@@ -215,6 +256,8 @@ class TaskRecord(BaseModel):
         at = time.time() if now is None else now
         self.status = target
         self.history.append(Transition(status=target, at=at, note=note))
+        if len(self.history) > MAX_HISTORY:  # retried again and again: keep the submission and the latest
+            self.history = self.history[:1] + self.history[-(MAX_HISTORY - 1) :]
         if target is TaskStatus.RUNNING:
             self.started_at = at
             self.finished_at = None

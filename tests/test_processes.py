@@ -102,8 +102,9 @@ async def test_the_concurrency_limit_holds_through_cancels(
 ) -> None:
     limit = 2
     async with TrainingService(queue_dir, models_dir, max_concurrent=limit, poll_interval_s=0.05) as svc:
-        slow = [(await svc.submit(slow_spec(slow_csv))).task_id for _ in range(3)]
-        quick = [(await svc.submit(quick_spec(blobs_csv))).task_id for _ in range(3)]
+        # One core each, so that two fit on a 2-core machine (tests/test_resources.py: wider claims).
+        slow = [(await svc.submit(slow_spec(slow_csv), cpu_cores=1)).task_id for _ in range(3)]
+        quick = [(await svc.submit(quick_spec(blobs_csv), cpu_cores=1)).task_id for _ in range(3)]
         seen_processes: list[int] = []  # live worker process groups, including ones being stopped
         worker_pids: set[int] = set()
 

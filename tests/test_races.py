@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class SavesDespiteStop(Executor):
         self.signer = ModelSigner(key)
         self.stop_asked = anyio.Event()
 
-    async def start(self, record: TaskRecord, *, cpu_share: int) -> RunHandle:
+    async def start(self, record: TaskRecord, *, cpu_share: int, gpus: Sequence[int] = ()) -> RunHandle:
         return _Handle(record.task_id)
 
     async def messages(self, handle: RunHandle) -> AsyncGenerator[WorkerMessage, None]:

@@ -21,6 +21,8 @@ TOOLS = {
     "list_training_tasks",
     "cancel_training_task",
     "stop_training_task",
+    "retry_task",
+    "get_alerts",
     "get_queue_status",
     "wait_for_task",
     "get_task_logs",

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import UNGATED
 from mcp import Client, StdioServerParameters
 
 pytestmark = pytest.mark.anyio
@@ -16,7 +17,7 @@ async def test_stdio_server_lists_tools_runs_a_task_and_refuses_bad_input(
 ) -> None:
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "mcp_trainer", "--queue-dir", str(queue_dir), "--models-dir", str(models_dir)],
+        args=["-m", "mcp_trainer", "--queue-dir", str(queue_dir), "--models-dir", str(models_dir), *UNGATED],
     )
     async with Client(params, mode="legacy") as client:
         names = {t.name for t in (await client.list_tools()).tools}

@@ -12,7 +12,7 @@ without an outcome was lost (killed, crashed); `RunHandle.exit_description` says
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from mcp_trainer.records import TaskRecord
@@ -41,9 +41,10 @@ class Executor(ABC):
         """Prepare to start runs quickly (blocking; called once in a thread)."""
 
     @abstractmethod
-    async def start(self, record: TaskRecord, *, cpu_share: int) -> RunHandle:
-        """Start an attempt of `record`'s task, which may fill `cpu_share` CPUs by default; returns once it
-        is running."""
+    async def start(self, record: TaskRecord, *, cpu_share: int, gpus: Sequence[int] = ()) -> RunHandle:
+        """Start an attempt of `record`'s task, which sizes its thread pools and processes to `cpu_share`
+        cores and sees only the GPUs `gpus` (indexes on this machine; none: no GPU); returns once it is
+        running."""
 
     @abstractmethod
     def messages(self, handle: RunHandle) -> AsyncGenerator[WorkerMessage, None]:

@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from multiprocessing import popen_forkserver, spawn
 from multiprocessing.connection import Connection
@@ -88,12 +88,12 @@ class ProcessExecutor(Executor):
         p.start()
         p.join()
 
-    async def start(self, record: TaskRecord, *, cpu_share: int) -> WorkerHandle:
+    async def start(self, record: TaskRecord, *, cpu_share: int, gpus: Sequence[int] = ()) -> WorkerHandle:
         parent, child = self._ctx.Pipe(duplex=True)
         root, models = str(self.layout.root), str(self.models_dir)
         process = _WorkerProcess(
             target=worker_main,
-            args=(child, record.model_dump_json(), root, models, os.getpid(), cpu_share),
+            args=(child, record.model_dump_json(), root, models, os.getpid(), cpu_share, tuple(gpus)),
             name=f"mcp-trainer:{record.task_id}",
             daemon=False,
         )

@@ -14,20 +14,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from mcp_trainer.records import ErrorKind, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
+from mcp_trainer.engine.retries import retry_or_fail
+from mcp_trainer.errors import InvalidStateError
+from mcp_trainer.records import Alert, ErrorKind, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
+from mcp_trainer.specs.resources import Grant
 
 __all__ = [
     "Ending",
     "claim",
     "finish",
+    "note_alerts",
+    "note_waiting",
     "note_worker",
     "progress_or_none",
+    "requeue_on_request",
     "requeue_orphan",
     "save_progress",
 ]
 
 log = logging.getLogger(__name__)
-RETRY_DELAY_S = 1.0
 MAX_RECOVERIES = 5
 
 
@@ -43,16 +48,33 @@ class Ending:
     exit_description: str  # how the worker ended: "exited with code 1", ...
 
 
-def claim(r: TaskRecord) -> bool:
-    """Start the next attempt of a waiting task; False (and no change) if it is no longer runnable."""
+def claim(r: TaskRecord, grant: Grant | None = None) -> bool:
+    """Start the next attempt of a waiting task with what it was granted; False (and no change) if it is
+    no longer runnable."""
     if not r.status.is_waiting() or r.cancel_requested:
         return False
     r.transition(TaskStatus.RUNNING, f"attempt {r.attempts + 1}")
     r.attempts += 1
     r.owner_pid = os.getpid()
     r.next_attempt_at = None
+    r.grant = grant
+    r.waiting_for = None
+    r.retry_plan = None
+    r.alerts = []
     r.progress = Progress(phase="starting", percent=r.progress.percent if r.attempts > 1 else 0.0)
     return True
+
+
+def note_waiting(r: TaskRecord, reason: str) -> None:
+    """Say why a waiting task has not started (only while it waits)."""
+    if r.status.is_waiting():
+        r.waiting_for = reason
+
+
+def note_alerts(r: TaskRecord, alerts: list[Alert]) -> None:
+    """Keep the current attempt's alerts (only while it runs)."""
+    if r.status is TaskStatus.RUNNING:
+        r.alerts = alerts
 
 
 def note_worker(r: TaskRecord, pid: int | None, started_at: float | None) -> None:
@@ -90,7 +112,7 @@ def finish(r: TaskRecord, end: Ending) -> None:
         r.attempts = max(0, r.attempts - 1)  # a clean hand-back is not a failed attempt
     elif end.kind == "error":
         r.error = TaskError.model_validate(end.payload)
-        _retry_or_fail(r, r.error.kind.value)
+        retry_or_fail(r, r.error.kind.value)
     else:
         r.error = TaskError(
             kind=ErrorKind.WORKER_LOST,
@@ -98,7 +120,7 @@ def finish(r: TaskRecord, end: Ending) -> None:
             f"(attempt {r.attempts}).",
             hint="Often the system ran out of memory; the task is retried while attempts remain.",
         )
-        _retry_or_fail(r, "worker lost")
+        retry_or_fail(r, "worker lost")
 
 
 def requeue_orphan(r: TaskRecord) -> None:
@@ -128,17 +150,6 @@ def requeue_orphan(r: TaskRecord) -> None:
     r.transition(TaskStatus.RETRYING, "server restarted")
 
 
-def _retry_or_fail(r: TaskRecord, note: str) -> None:
-    assert r.error is not None
-    if r.error.kind.is_retryable() and r.attempts < r.max_attempts:
-        r.next_attempt_at = time.time() + RETRY_DELAY_S * r.attempts
-        r.transition(TaskStatus.RETRYING, note)
-    else:
-        if r.error.kind.is_retryable():
-            r.error.hint = f"Gave up after {r.attempts} attempts. Submit it again once the cause is fixed."
-        r.transition(TaskStatus.FAILED, note)
-
-
 def progress_or_none(payload: dict[str, Any]) -> Progress | None:
     """A worker's progress report; a malformed one is logged and dropped, never fatal to the scheduler."""
     try:
@@ -146,3 +157,22 @@ def progress_or_none(payload: dict[str, Any]) -> Progress | None:
     except ValidationError as exc:
         log.warning("ignoring a malformed progress report: %s", exc)
         return None
+
+
+def requeue_on_request(r: TaskRecord) -> None:
+    """retry_task: a failed or cancelled task waits again with a fresh budget of attempts; its history,
+    attempt count and work folder (a search's finished trials) are kept."""
+    if r.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        hint = (
+            "Submit it again to train a new model." if r.status is TaskStatus.COMPLETED else "Nothing to do."
+        )
+        raise InvalidStateError(
+            f"Task {r.task_id} is {r.status.value}; only failed or cancelled tasks can be retried.", hint
+        )
+    r.max_attempts = r.attempts + r.attempt_budget
+    r.error = None
+    r.cancel_requested = r.finish_requested = False
+    r.next_attempt_at = r.retry_plan = None
+    r.recoveries = r.disk_waits = 0
+    r.finished_at = None
+    r.transition(TaskStatus.QUEUED, "retried on request")

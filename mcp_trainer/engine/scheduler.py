@@ -22,17 +22,20 @@ from anyio.abc import TaskGroup
 
 from mcp_trainer.artifacts.model_dir import delete_model_dir, sweep_unfinished
 from mcp_trainer.engine import outcome
+from mcp_trainer.engine.alerts import AlertRules, TaskWatch, merge, task_alerts
 from mcp_trainer.engine.executor import Executor, RunHandle
+from mcp_trainer.engine.metrics import Machine, MetricsHistory
 from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.owner import OwnerInfo, OwnerLock
 from mcp_trainer.engine.processes import end_leftover_worker, pid_alive
+from mcp_trainer.engine.starts import AdmissionConfig, Starts
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.ids import model_id_for
-from mcp_trainer.machine import available_cpus
 from mcp_trainer.offload import off_loop
 from mcp_trainer.polling import poll_until
-from mcp_trainer.records import Progress, TaskRecord, TaskStatus
+from mcp_trainer.records import Alert, Progress, TaskRecord, TaskStatus
+from mcp_trainer.specs.resources import Grant
 
 __all__ = ["Scheduler"]
 
@@ -42,12 +45,13 @@ _STOP_WAIT_S = 10.0
 _MAINTAIN_EVERY_S = 1.0
 _SWEEP_EVERY_S = 60.0
 _UNFINISHED_AFTER_S = 6 * 3600.0  # a model folder untouched this long is abandoned whoever named it
+_REWRITE_ALERTS_S = 60.0  # alerts whose kinds did not change are rewritten (new figures) at most this often
 
 
 @dataclass
 class _Running:
     record: TaskRecord
-    cpu_share: int = 1
+    grant: Grant
     handle: RunHandle | None = None
     progress: Progress | None = None
     persisted_at: float = 0.0
@@ -55,6 +59,9 @@ class _Running:
     cancel: bool = False
     finish_sent: bool = False
     ending: tuple[str, dict[str, Any]] | None = None
+    watch: TaskWatch = field(default_factory=lambda: TaskWatch(time.time()))
+    alerts: list[Alert] = field(default_factory=list)  # as last written to the record
+    alerts_written_at: float = 0.0
 
 
 class Scheduler:
@@ -68,6 +75,9 @@ class Scheduler:
         *,
         limit: int,
         poll_interval_s: float = 0.5,
+        metrics: MetricsHistory | None = None,
+        admission: AdmissionConfig | None = None,
+        alert_rules: AlertRules | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError("the concurrency limit must be at least 1")
@@ -75,6 +85,9 @@ class Scheduler:
         self.executor = executor
         self.models_dir = models_dir
         self.limit = limit
+        self.metrics = metrics or MetricsHistory({"queue": store.root, "models": models_dir})
+        self.starts = Starts(admission or AdmissionConfig(), limit)
+        self.alert_rules = alert_rules or AlertRules()
         self.poll_interval_s = poll_interval_s
         self._lock = OwnerLock(store.layout, limit)
         self._running: dict[str, _Running] = {}
@@ -94,6 +107,9 @@ class Scheduler:
     def owner_info(self) -> OwnerInfo:
         """The pid and limit of the process that executes this queue's tasks (blocking: a file read)."""
         return self._lock.holder_info()
+
+    def _worker_pids(self) -> list[int]:
+        return [e.handle.pid for e in self._running.values() if e.handle is not None and e.handle.pid]
 
     def running_ids(self) -> list[str]:
         return list(self._running)
@@ -155,6 +171,9 @@ class Scheduler:
             return
         self._maintained_at = now
         await off_loop(self._lock.beat)
+        if self.metrics.due():
+            sample = await off_loop(self.metrics.sample, self._worker_pids())
+            await self._check_alerts(sample.own_rss_gb, sample.at)
         if now - self._swept_at >= _SWEEP_EVERY_S:
             await self._sweep()
         for task_id, end in list(self._unrecorded.items()):
@@ -164,6 +183,33 @@ class Scheduler:
         taken_back = await off_loop(self.recover, supervised)
         if taken_back:
             log.warning("took back %d task(s) marked running that no worker of this owner runs", taken_back)
+
+    async def _check_alerts(self, rss_gb: dict[int, float], now: float) -> None:
+        """Raise or clear the running tasks' alerts (alerts.py) in their records. A record is written when
+        the alerts' kinds or severities change, or their figures every minute."""
+        for entry in list(self._running.values()):
+            pid = entry.handle.pid if entry.handle is not None else None
+            found = task_alerts(
+                entry.record.task_id,
+                entry.watch,
+                rss_gb=rss_gb.get(pid) if pid else None,
+                memory_claim_gb=entry.grant.memory_gb,
+                now=now,
+                rules=self.alert_rules,
+            )
+            alerts = merge(entry.alerts, found)
+            same_kinds = [(a.kind, a.severity) for a in alerts] == [
+                (a.kind, a.severity) for a in entry.alerts
+            ]
+            if same_kinds and (alerts == entry.alerts or now - entry.alerts_written_at < _REWRITE_ALERTS_S):
+                continue
+            entry.alerts, entry.alerts_written_at = alerts, now
+            try:
+                await off_loop(
+                    self.store.update, entry.record.task_id, lambda r, a=alerts: outcome.note_alerts(r, a)
+                )
+            except Exception:  # advisory, like progress
+                log.exception("could not save the alerts of %s", entry.record.task_id)
 
     async def _sweep(self) -> None:
         """Remove what writers that died left half-done: temporary task files, model directories being
@@ -175,27 +221,45 @@ class Scheduler:
             log.info("swept %d stale temporary file(s) and %d unfinished model folder(s)", files, dirs)
 
     async def _fill(self, tg: TaskGroup) -> None:
-        while not self._shutting_down and len(self._running) < self.limit:
-            claimed = await off_loop(self._claim_next)
+        """Start waiting tasks, in start order, while the machine has room for them (starts.py)."""
+        if self.metrics.latest() is None:
+            await off_loop(self.metrics.sample)
+        while not self._shutting_down:
+            held = [(e.record.user_id, e.grant) for e in self._running.values()]
+            claimed = await off_loop(self._claim_next, held)
             if claimed is None:
                 return
-            record, waiting = claimed
-            # Its share of the CPUs: split among the tasks running or waiting now, at most `limit` of them.
-            sharing = min(self.limit, len(self._running) + 1 + waiting)
-            entry = _Running(record, cpu_share=max(1, available_cpus() // sharing))
+            record, grant = claimed
+            entry = _Running(record, grant)
             self._running[record.task_id] = entry
             self.peak_running = max(self.peak_running, len(self._running))
             tg.start_soon(self._supervise, entry)
 
-    def _claim_next(self) -> tuple[TaskRecord, int] | None:
-        """Claim the first runnable task, in start order, and count the tasks still waiting; None when
-        there is none. Blocking."""
+    def machine(self) -> Machine:
+        """What the machine has now, from the latest metrics sample."""
+        m = self.metrics
+        return Machine.of(m.cpus, m.memory_total_gb, m.latest(), m.other_cpu_percent())
+
+    def _claim_next(self, held: list[tuple[str | None, Grant]]) -> tuple[TaskRecord, Grant] | None:
+        """Claim the next task the machine has room for, with its grant; note why the others examined wait.
+        None when none may start now. Blocking."""
         self.store.refresh()
-        for candidate in runnable_order(self.store.waiting(), time.time()):
-            record, claimed = self.store.update(candidate.task_id, outcome.claim)
-            if claimed:
-                return record, len(self.store.waiting())
-        return None
+        plan = self.starts.plan(runnable_order(self.store.waiting(), time.time()), held, self.machine())
+        for task_id, reason in plan.reasons.items():
+            self._note_waiting(task_id, reason)
+        if plan.pick is None:
+            return None
+        candidate, grant = plan.pick
+        record, claimed = self.store.update(candidate.task_id, lambda r: outcome.claim(r, grant))
+        return (record, grant) if claimed else None
+
+    def _note_waiting(self, task_id: str, reason: str) -> None:
+        try:
+            current = self.store.get(task_id)
+            if current.waiting_for != reason:
+                self.store.update(task_id, lambda r: outcome.note_waiting(r, reason))
+        except Exception:  # a task removed meanwhile, a full disk: the reason is only a courtesy
+            log.debug("could not note why %s waits", task_id, exc_info=True)
 
     async def _notice_remote_requests(self, tg: TaskGroup) -> None:
         """Cancels and finish requests asked for by another process sharing the queue arrive through the
@@ -250,7 +314,9 @@ class Scheduler:
     async def _run_attempt(self, entry: _Running) -> None:
         task_id = entry.record.task_id
         try:
-            handle = await self.executor.start(entry.record, cpu_share=entry.cpu_share)
+            handle = await self.executor.start(
+                entry.record, cpu_share=entry.grant.cpu_cores, gpus=entry.grant.gpus
+            )
         except Exception as exc:
             log.exception("could not start a worker for %s", task_id)
             entry.ending = ("error", {"kind": "internal", "message": f"the worker did not start: {exc}"})
@@ -304,6 +370,7 @@ class Scheduler:
     async def _on_progress(self, entry: _Running, progress: Progress) -> None:
         phase_changed = entry.progress is None or entry.progress.phase != progress.phase
         entry.progress = progress
+        entry.watch.observe(progress, time.time())
         now = time.monotonic()
         if phase_changed or now - entry.persisted_at >= _PERSIST_PROGRESS_EVERY_S:
             entry.persisted_at = now

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -105,28 +106,49 @@ def _listen(
             os.killpg(0, signal.SIGKILL)
 
 
+def place(cpu_share: int, gpus: Sequence[int]) -> None:
+    """Confine this process (and what it starts) to what the task was granted, before anything heavy is
+    imported: the thread pools of OpenMP, BLAS and torch to `cpu_share` threads, CUDA to the GPUs `gpus`
+    (none: no GPU at all)."""
+    threads = str(cpu_share)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[name] = threads
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+
+
 def worker_main(
-    conn: Connection, record_json: str, queue_dir: str, models_dir: str, owner_pid: int, cpu_share: int
+    conn: Connection,
+    record_json: str,
+    queue_dir: str,
+    models_dir: str,
+    owner_pid: int,
+    cpu_share: int,
+    gpus: tuple[int, ...] = (),
 ) -> None:
     """Entry point of a worker process."""
     os.setpgid(0, 0)
     _die_with_parent()
     _name_worker()
+    place(cpu_share, gpus)
     parent_pid = os.getppid()
     record = TaskRecord.model_validate_json(record_json)
     layout = QueueLayout.at(queue_dir)
     _redirect_output(layout.log_file(record.task_id))
+    if record.overrides:  # a retry made this attempt smaller (engine/retries.py)
+        log.info("this attempt runs with %s", record.overrides)
+        record = record.model_copy(update={"spec": record.spec.model_copy(update=record.overrides)})
     stop, finish = threading.Event(), threading.Event()
     if record.finish_requested:  # asked for before this attempt started (or before a restart)
         finish.set()
     threading.Thread(target=_listen, args=(conn, stop, finish, parent_pid, owner_pid), daemon=True).start()
     log.info(
-        "attempt %d of task %s (%s) in pid %d, with a share of %d CPU(s)",
+        "attempt %d of task %s (%s) in pid %d, with a share of %d CPU(s) and GPUs [%s]",
         record.attempts,
         record.task_id,
         record.task_type,
         os.getpid(),
         cpu_share,
+        os.environ["CUDA_VISIBLE_DEVICES"],
     )
     conn.send(("started", {"pid": os.getpid(), "at": time.time()}))
     ctx = WorkerContext(

@@ -7,12 +7,14 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
 
+from mcp_trainer.engine.alerts import AlertRules
+from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.server import catalog_tools, finetune_tools, model_tools, task_tools
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.training import TrainingService
@@ -45,6 +47,8 @@ class ServerConfig:
     exit_on_signal: bool = False
     data_roots: tuple[Path, ...] = ()  # data files must resolve under one of these (none: anywhere)
     model_roots: tuple[Path, ...] = ()  # and a fine-tune's model_path under one of these
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # what may start, and when
+    alert_rules: AlertRules = field(default_factory=AlertRules)  # when a running task raises an alert
 
 
 async def _exit_on_signal(service: TrainingService) -> None:
@@ -69,6 +73,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             execute=cfg.execute,
             data_roots=cfg.data_roots,
             model_roots=cfg.model_roots,
+            admission=cfg.admission,
+            alert_rules=cfg.alert_rules,
         ) as service:
             if not cfg.exit_on_signal:
                 yield service

@@ -14,7 +14,7 @@ from mcp_trainer.service.paging import MAX_PAGE
 from mcp_trainer.service.tasks import MAX_LOG_LINES
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.tabular import TabularSpec
-from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views.tasks import AlertsView, QueueStatus, TaskPage, TaskStatusView
 
 __all__ = ["MAX_WAIT_S", "TaskLogs", "tools"]
 
@@ -83,11 +83,29 @@ async def stop_training_task(ctx: Ctx, task_id: TaskId) -> TaskStatusView:
         return await service_of(ctx).stop(task_id)
 
 
+async def retry_task(ctx: Ctx, task_id: TaskId) -> TaskStatusView:
+    """Queue a failed or cancelled task again, keeping its history (a search resumes its trials)."""
+    with tool_errors():
+        return await service_of(ctx).retry(task_id)
+
+
 async def get_queue_status(ctx: Ctx) -> QueueStatus:
-    """Running and waiting counts, the concurrency limit, counts per status, and the machine's CPU,
-    memory, disk and GPU use."""
+    """Running and waiting counts, why the next task waits, the cores, memory and GPUs running tasks
+    hold, the thresholds, and the machine's CPU, memory, disk and GPU use."""
     with tool_errors():
         return await service_of(ctx).queue_status()
+
+
+async def get_alerts(
+    ctx: Ctx,
+    min_severity: Annotated[
+        Literal["info", "warning", "critical"], Field(description="Leave out alerts below this.")
+    ] = "info",
+) -> AlertsView:
+    """What to look at now: stalled or overdue tasks, NaN or spiking loss, memory near a task's claim,
+    the machine's memory, disks filling and GPU memory; most severe first."""
+    with tool_errors():
+        return await service_of(ctx).alerts(min_severity)
 
 
 async def wait_for_task(
@@ -135,7 +153,9 @@ def tools() -> list[Tool]:
             list_training_tasks,
             cancel_training_task,
             stop_training_task,
+            retry_task,
             get_queue_status,
+            get_alerts,
             wait_for_task,
             get_task_logs,
         )

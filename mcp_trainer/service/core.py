@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.executor import Executor
 from mcp_trainer.engine.scheduler import Scheduler
+from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.offload import off_loop
@@ -37,6 +39,8 @@ class ServiceCore:
     models_dir: Path
     max_concurrent: int
     roots: Roots
+    admission: AdmissionConfig
+    alert_rules: AlertRules
     _parts_or_none: Parts | None
 
     @property

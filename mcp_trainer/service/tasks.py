@@ -6,6 +6,7 @@ and on the queue-wide lock, and another process may be scanning or writing the s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -14,6 +15,9 @@ from typing import Any
 import aiofiles
 from pydantic import ValidationError
 
+from mcp_trainer.engine import outcome
+from mcp_trainer.engine.admission import Claims
+from mcp_trainer.engine.metrics import MetricsHistory
 from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.processes import end_leftover_worker
 from mcp_trainer.errors import (
@@ -32,13 +36,15 @@ from mcp_trainer.preflight.finetune import check_finetune
 from mcp_trainer.preflight.tabular import check_dataset
 from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.service.core import ServiceCore
+from mcp_trainer.service.monitoring import alerts_of, fresh_samples, history_of
 from mcp_trainer.service.paging import check_limit, decode_cursor, encode_cursor
+from mcp_trainer.service.resources import resolve_request
 from mcp_trainer.service.roots import Roots
 from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.sources import parse_source
-from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskPage, TaskStatusView
 
 __all__ = ["ProgressCallback", "TaskMethods"]
 
@@ -65,11 +71,17 @@ class TaskMethods(ServiceCore):
         priority: Priority | str = Priority.NORMAL,
         max_attempts: int = 3,
         idempotency_key: str | None = None,
+        cpu_cores: int | None = None,
+        memory_gb: float | None = None,
+        gpu_count: float | None = None,
+        gpu_memory_gb: float | None = None,
     ) -> TaskStatusView:
         """Validate the spec and its data, persist the task, and return its status at once. A call with
-        the `idempotency_key` of an earlier one returns that task instead (see `submit_once`).
+        the `idempotency_key` of an earlier one returns that task instead (see `submit_once`). The task
+        starts when the machine has the cores, memory and GPUs it asks for (defaults by task type).
 
-        Raises InvalidInputError (nothing is written) when the task type, a parameter or the data is unusable.
+        Raises InvalidInputError (nothing is written) when the task type, a parameter or the data is
+        unusable, or the request is more than the machine has.
         """
         options = _options(
             name=name,
@@ -77,6 +89,10 @@ class TaskMethods(ServiceCore):
             priority=priority,
             max_attempts=max_attempts,
             idempotency_key=idempotency_key,
+            cpu_cores=cpu_cores,
+            memory_gb=memory_gb,
+            gpu_count=gpu_count,
+            gpu_memory_gb=gpu_memory_gb,
         )
         view, _ = await self.submit_once(spec, options)
         return view
@@ -90,6 +106,8 @@ class TaskMethods(ServiceCore):
         parts = self._parts()
         task_spec = parse_spec(spec)
         task_spec = await off_loop(_checked, task_spec, self.roots)
+        machine = parts.scheduler.metrics.machine_facts
+        resources = await off_loop(lambda: resolve_request(task_spec, options, machine()))
         now = time.time()
         record = TaskRecord(
             task_id=new_task_id(now),
@@ -99,7 +117,9 @@ class TaskMethods(ServiceCore):
             spec=task_spec,
             created_at=now,
             max_attempts=options.max_attempts,
+            attempt_budget=options.max_attempts,
             idempotency_key=options.idempotency_key,
+            resources=resources,
         )
         record.history.append(Transition(status=TaskStatus.QUEUED, at=now, note="submitted"))
         try:
@@ -227,13 +247,18 @@ class TaskMethods(ServiceCore):
         executes = parts.scheduler.is_owner
         limit = self.max_concurrent if executes else owner.get("limit", self.max_concurrent)
         silent = None if "beat" not in owner else round(max(0.0, time.time() - owner["beat"]), 1)
+        upcoming = runnable_order(parts.store.waiting(), float("inf"))[:5]
+        samples = fresh_samples(parts.scheduler.metrics)
         return QueueStatus(
             running=counts[TaskStatus.RUNNING.value],
             queued=counts[TaskStatus.QUEUED.value] + counts[TaskStatus.RETRYING.value],
             concurrency_limit=int(limit),
             counts=counts,
             running_tasks=sorted(r.task_id for r in records if r.status is TaskStatus.RUNNING),
-            next_up=[r.task_id for r in runnable_order(parts.store.waiting(), float("inf"))[:5]],
+            next_up=[r.task_id for r in upcoming],
+            next_waiting_for=upcoming[0].waiting_for if upcoming else None,
+            claimed=_claimed(records, parts.scheduler.metrics),
+            thresholds=dataclasses.asdict(self.admission.thresholds),
             owner_pid=int(owner["pid"]) if "pid" in owner else None,
             owner_responding=None if silent is None else silent < OWNER_SILENT_S,
             owner_silent_s=silent,
@@ -241,6 +266,8 @@ class TaskMethods(ServiceCore):
             queue_dir=str(self.queue_dir),
             models_dir=str(self.models_dir),
             machine=machine_status(self.models_dir),
+            alerts=alerts_of(records, samples, self.alert_rules),
+            history=history_of(samples),
         )
 
     async def logs(self, task_id: str, tail: int = 100) -> list[str]:
@@ -314,6 +341,16 @@ class TaskMethods(ServiceCore):
             return
         end_leftover_worker(store.layout, record)
         store.update(task_id, _cancelled_unattended)
+
+    async def retry(self, task_id: str) -> TaskStatusView:
+        """Queue a failed or cancelled task again, with a fresh budget of attempts; its history, attempt
+        count and finished search trials are kept (a search resumes). Raises InvalidStateError for a
+        task that is waiting, running or completed."""
+        parts = self._parts()
+        check_task_id(task_id)
+        await self._change(task_id, outcome.requeue_on_request)
+        parts.scheduler.wake()
+        return await self.status(task_id)
 
     async def stop(self, task_id: str) -> TaskStatusView:
         """End a task's work now and finish it with the best result so far, which is saved as usual: a
@@ -398,9 +435,21 @@ def _request_finish(r: TaskRecord) -> None:
     r.finish_requested = True
 
 
+def _claimed(records: list[TaskRecord], metrics: MetricsHistory) -> Claimed:
+    """What the running tasks' grants hold, from their task files (any process can tell)."""
+    claims = Claims.of((r.user_id, r.grant) for r in records if r.status is TaskStatus.RUNNING and r.grant)
+    return Claimed(
+        cores=claims.cores,
+        cores_total=metrics.cpus,
+        memory_gb=round(claims.memory_gb, 2),
+        memory_total_gb=round(metrics.memory_total_gb, 2),
+        gpus=claims.gpu_shares,
+    )
+
+
 def _check_same_task(earlier: TaskRecord, new: TaskRecord) -> None:
     """Refuse an idempotency key reused for a different task."""
-    fields = ("spec", "name", "user_id", "priority", "max_attempts")
+    fields = ("spec", "name", "user_id", "priority", "max_attempts", "resources")
     differ = [f for f in fields if getattr(earlier, f) != getattr(new, f)]
     if differ:
         raise InvalidInputError(

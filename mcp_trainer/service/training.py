@@ -19,27 +19,33 @@ from typing import Self
 import anyio
 
 from mcp_trainer.artifacts.signing import ModelSigner
+from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.local import ProcessExecutor
 from mcp_trainer.engine.scheduler import Scheduler
+from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.offload import off_loop
 from mcp_trainer.secretfile import SecretFileError
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
 from mcp_trainer.service.models import ModelMethods
+from mcp_trainer.service.monitoring import MonitoringMethods
 from mcp_trainer.service.roots import Roots
 from mcp_trainer.service.tasks import TaskMethods
 
 __all__ = ["DEFAULT_CONCURRENCY", "TrainingService"]
 
 
-class TrainingService(TaskMethods, ModelMethods):
+class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
     """A training queue in `queue_dir` whose models go to `models_dir`.
 
     With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
-    processes, at most `max_concurrent` at once. Any number of services may share one queue directory;
-    all of them can submit, read and cancel. With `data_roots` (and `model_roots`), every data file (and
+    processes, at most `max_concurrent` at once, each when the machine has the cores, memory and GPUs it
+    asks for (`admission`: thresholds on the machine's use, the head of the queue's reservation, a cap of
+    running tasks per user). The owner raises alerts on its running tasks (`alert_rules`: when a task
+    counts as stalled, and the other limits). Any number of services may share one queue directory; all
+    of them can submit, read and cancel. With `data_roots` (and `model_roots`), every data file (and
     fine-tune model directory) a caller names must resolve under one of them.
     """
 
@@ -54,6 +60,8 @@ class TrainingService(TaskMethods, ModelMethods):
         warm_up: bool = True,
         data_roots: tuple[str | os.PathLike[str], ...] = (),
         model_roots: tuple[str | os.PathLike[str], ...] = (),
+        admission: AdmissionConfig | None = None,
+        alert_rules: AlertRules | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise InvalidInputError("max_concurrent must be at least 1.")
@@ -64,6 +72,8 @@ class TrainingService(TaskMethods, ModelMethods):
         self.poll_interval_s = poll_interval_s
         self._warm_up = warm_up
         self.roots = Roots.of(tuple(Path(p) for p in data_roots), tuple(Path(p) for p in model_roots))
+        self.admission = admission or AdmissionConfig()
+        self.alert_rules = alert_rules or AlertRules()
         self._parts_or_none: Parts | None = None
         self._exit: contextlib.AsyncExitStack | None = None
 
@@ -83,7 +93,13 @@ class TrainingService(TaskMethods, ModelMethods):
         await off_loop(store.refresh)
         executor = ProcessExecutor(layout, self.models_dir)
         scheduler = Scheduler(
-            store, executor, self.models_dir, limit=self.max_concurrent, poll_interval_s=self.poll_interval_s
+            store,
+            executor,
+            self.models_dir,
+            limit=self.max_concurrent,
+            poll_interval_s=self.poll_interval_s,
+            admission=self.admission,
+            alert_rules=self.alert_rules,
         )
         self._parts_or_none = Parts(store, scheduler, executor)
         self._exit = contextlib.AsyncExitStack()

@@ -46,3 +46,16 @@ class SubmitOptions(BaseModel):
         default=None,
         description="Retrying with the same key returns the task the first call made, never a second one.",
     )
+    cpu_cores: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, description="Cores to claim; default n_parallel_trials, else a share of the free ones."
+    )
+    memory_gb: Annotated[float, Field(gt=0, le=65536)] | None = Field(
+        default=None, description="Memory to claim in GB; default from the data or model size."
+    )
+    gpu_count: Annotated[float, Field(ge=0, le=64)] | None = Field(
+        default=None,
+        description="GPUs, or a fraction below 1 to share one; default 1 for a fine-tune if any.",
+    )
+    gpu_memory_gb: Annotated[float, Field(gt=0, le=4096)] | None = Field(
+        default=None, description="Free memory needed on each GPU, in GB."
+    )

@@ -9,9 +9,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mcp_trainer.machine import MachineStatus
-from mcp_trainer.records import Priority, TaskError, TaskRecord, TaskStatus, TrainingProgress
+from mcp_trainer.records import Alert, Priority, TaskError, TaskRecord, TaskStatus, TrainingProgress
+from mcp_trainer.specs.resources import Grant, ResourceRequest
 
-__all__ = ["QueueStatus", "TaskPage", "TaskStatusView", "iso"]
+__all__ = ["AlertsView", "MetricPoint", "QueueStatus", "TaskPage", "TaskStatusView", "iso"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -30,6 +31,9 @@ class TaskStatusView(BaseModel):
     queue_position: int | None = Field(
         None, description="1 = next to start when a slot frees; null while waiting for a slot free now"
     )
+    waiting_for: str | None = Field(None, description="why a waiting task has not started yet")
+    resources: ResourceRequest | None = Field(None, description="what it claims: cores, memory GB, GPUs")
+    granted: Grant | None = Field(None, description="what its current or last attempt was given")
     progress: float = Field(description="overall percent, 0-100")
     phase: str
     trial: int | None = None
@@ -58,6 +62,8 @@ class TaskStatusView(BaseModel):
     cv_score: float | None = None
     error: TaskError | None = None
     next_attempt_at: str | None = None
+    retry_plan: str | None = Field(None, description="while retrying: when and how the next attempt runs")
+    alerts: list[Alert] = Field(default_factory=list, description="while running: stalled, loss, memory")
 
     @classmethod
     def of(
@@ -85,6 +91,9 @@ class TaskStatusView(BaseModel):
             priority=r.priority,
             status=r.status,
             queue_position=queue_position if r.status.is_waiting() else None,
+            waiting_for=r.waiting_for if r.status.is_waiting() else None,
+            resources=r.resources,
+            granted=r.grant if r.status is not TaskStatus.QUEUED or r.attempts else None,
             progress=round(p.percent, 2),
             phase=phase,
             trial=p.trial,
@@ -108,6 +117,8 @@ class TaskStatusView(BaseModel):
             cv_score=r.result.cv_score if r.result else None,
             error=r.error if shows_error else None,
             next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
+            retry_plan=r.retry_plan if r.status is TaskStatus.RETRYING else None,
+            alerts=r.alerts if r.status is TaskStatus.RUNNING else [],
         )
 
 
@@ -121,6 +132,16 @@ class TaskPage(BaseModel):
     )
 
 
+class Claimed(BaseModel):
+    """What running tasks hold of the machine (their grants), beside what it has."""
+
+    cores: int
+    cores_total: int
+    memory_gb: float
+    memory_total_gb: float
+    gpus: dict[int, float] = Field(default_factory=dict, description="GPU index -> share held (1: whole)")
+
+
 class QueueStatus(BaseModel):
     """True counts from the task files, the concurrency limit, and the machine's load."""
 
@@ -130,6 +151,11 @@ class QueueStatus(BaseModel):
     counts: dict[str, int] = Field(description="tasks per status")
     running_tasks: list[str]
     next_up: list[str] = Field(description="the next waiting tasks, in start order")
+    next_waiting_for: str | None = Field(None, description="why the first of them has not started")
+    claimed: Claimed | None = None
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="machine use (percent) past which nothing new starts"
+    )
     owner_pid: int | None = Field(description="pid of the server process that executes tasks")
     owner_responding: bool | None = Field(
         description="whether that process said it was alive in the last few seconds (null: no owner)"
@@ -139,3 +165,26 @@ class QueueStatus(BaseModel):
     queue_dir: str
     models_dir: str
     machine: MachineStatus
+    alerts: list[Alert] = Field(default_factory=list, description="the machine's and running tasks' alerts")
+    history: list[MetricPoint] = Field(
+        default_factory=list, description="the machine's use over the last 10 minutes, oldest first"
+    )
+
+
+class MetricPoint(BaseModel):
+    """The machine's use at one moment of its recent history (percent)."""
+
+    ago_s: float
+    cpu: float
+    memory: float
+    disk: float = Field(description="the fullest of the queue's and the models' disks")
+    gpu: float | None = Field(None, description="mean GPU utilisation")
+    gpu_memory: float | None = None
+
+
+class AlertsView(BaseModel):
+    """What to look at now: the machine's alerts and those of running tasks, most severe first."""
+
+    alerts: list[Alert]
+    counts: dict[str, int] = Field(description="alerts per severity")
+    checked_at: str
