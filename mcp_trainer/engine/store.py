@@ -255,11 +255,15 @@ class TaskStore:
         atomic_write_bytes(path, record.model_dump_json().encode("utf-8"))
         self._put(_sig(path.stat()), record)
 
-    def create(self, record: TaskRecord) -> TaskRecord:
+    def create(
+        self, record: TaskRecord, admit: Callable[[TaskRecord, list[TaskRecord]], None] | None = None
+    ) -> TaskRecord:
         """Persist a new task and return it; the file is durable when this returns. A record with an
         `idempotency_key` that a task of the queue already has is not written: that task is returned
-        (by every process: the check and the write hold the queue-wide lock). Raises InvalidInputError
-        for a task whose arguments make a record too large to keep."""
+        (by every process: the check and the write hold the queue-wide lock). `admit(record, waiting)`,
+        called under that lock with every waiting record of the queue, may raise to refuse the task
+        (nothing is written). Raises InvalidInputError for a task whose arguments make a record too large
+        to keep."""
         size = len(record.model_dump_json())
         if size > _MAX_NEW_RECORD_BYTES:
             raise InvalidInputError(
@@ -267,12 +271,15 @@ class TaskStore:
                 "Name fewer columns (feature_columns may be left out to use every other column).",
             )
         with self.locked():
-            if record.idempotency_key is not None:
+            if record.idempotency_key is not None or admit is not None:
                 self.refresh()
+            if record.idempotency_key is not None:
                 key = record.idempotency_key
                 earlier = next((r for r in self.cached() if r.idempotency_key == key), None)
                 if earlier is not None:
                     return earlier
+            if admit is not None:
+                admit(record, self.waiting())
             if self.layout.task_file(record.task_id).exists():
                 raise FileExistsError(record.task_id)
             self._write(record)
