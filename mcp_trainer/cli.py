@@ -14,6 +14,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_trainer.engine.admission import Thresholds
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import DEFAULT_THRESHOLDS, AdmissionConfig
+from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.version import __version__
 
@@ -42,6 +43,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_CONCURRENCY,
         help=f"tasks run at once at most (default: {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--max-queued",
+        type=int,
+        default=DEFAULT_MAX_QUEUED,
+        help=f"waiting tasks at most; a submit beyond is refused (default: {DEFAULT_MAX_QUEUED})",
+    )
+    p.add_argument(
+        "--max-queued-per-user",
+        type=int,
+        help="waiting tasks at most per user_id; a submit beyond is refused (default: no cap)",
     )
     p.add_argument(
         "--data-root",
@@ -130,6 +142,8 @@ def _http_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-token",
+        "--no-auth",
+        dest="no_token",
         action="store_true",
         help="HTTP only, loopback only: accept requests without a token (any local process can call)",
     )
@@ -162,12 +176,15 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
     if args.max_concurrent < 1:
         p.error("--max-concurrent must be at least 1")
+    if args.max_queued < 1 or (args.max_queued_per_user is not None and args.max_queued_per_user < 1):
+        p.error("--max-queued and --max-queued-per-user must be at least 1")
     if not 0 < args.port < 65536:
         p.error("--port must be between 1 and 65535")
     if args.transport == "streamable-http" and not is_loopback(args.host):
         if args.no_token:
             p.error(
-                f"--host {args.host} is reachable from other machines: it needs a token (drop --no-token)"
+                f"--host {args.host} is reachable from other machines: it needs a token "
+                "(drop --no-token / --no-auth)"
             )
         if not args.allowed_host:
             p.error(
@@ -214,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             queue_dir=args.queue_dir,
             models_dir=args.models_dir,
             max_concurrent=args.max_concurrent,
+            max_queued=args.max_queued,
+            max_queued_per_user=args.max_queued_per_user,
             execute=not args.no_execute,
             exit_on_signal=True,
             data_roots=tuple(args.data_root),
@@ -239,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve_http(server: MCPServer[Any], args: argparse.Namespace) -> int:
     import uvicorn
 
-    from mcp_trainer.server.http import BearerToken, TokenFileError, load_or_create_token
+    from mcp_trainer.server.http import BearerToken, TokenFileError, ensure_token
 
     app = server.streamable_http_app(
         transport_security=_security(args),
@@ -256,10 +275,17 @@ def _serve_http(server: MCPServer[Any], args: argparse.Namespace) -> int:
         path = args.token_file or args.queue_dir / TOKEN_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            token = load_or_create_token(path)
+            token, generated = ensure_token(path)
         except TokenFileError as exc:
             print(f"mcp-trainer: {exc}", file=sys.stderr)
             return 2
+        if generated:  # shown this once; later starts read the file and print nothing of it
+            print(
+                f"mcp-trainer: generated the HTTP bearer token, stored in {path} (mode 0600). It is printed "
+                f"only now:\n\n    {token}\n\nClients send 'Authorization: Bearer <token>'; read it again "
+                f"from that file.",
+                file=sys.stderr,
+            )
         log.info("HTTP clients must send 'Authorization: Bearer <token>', the token being in %s", path)
         served = BearerToken(app, token)
     if not (args.data_root or args.no_token):

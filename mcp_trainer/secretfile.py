@@ -13,7 +13,7 @@ import secrets
 import stat
 from pathlib import Path
 
-__all__ = ["SecretFileError", "load_or_create_secret"]
+__all__ = ["SecretFileError", "ensure_secret", "load_or_create_secret"]
 
 log = logging.getLogger(__name__)
 _MIN_CHARS = 16
@@ -29,14 +29,19 @@ def load_or_create_secret(path: Path, what: str) -> str:
 
     Raises SecretFileError for a file that is a link, not a regular file, readable or writable by others,
     owned by another user, or holding fewer than 16 characters."""
+    return ensure_secret(path, what)[0]
+
+
+def ensure_secret(path: Path, what: str) -> tuple[str, bool]:
+    """`load_or_create_secret`, saying whether this call created the file (True) or read it (False)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:
-        return _read(path, what)
+        return _read(path, what), False
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(secrets.token_urlsafe(32) + "\n")
     log.info("generated a %s in %s", what, path)
-    return _read(path, what)
+    return _read(path, what), True
 
 
 def _read(path: Path, what: str) -> str:

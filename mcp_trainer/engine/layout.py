@@ -5,6 +5,7 @@
     .owner.lock             flock'd by the one process that executes tasks (owner.py)
     .model-signing-key      the key that signs saved models (artifacts/signing.py), mode 0600
     .http-token             the HTTP transport's bearer token, mode 0600 (server/http.py)
+    audit.jsonl             one JSON line per call that changed something, appended only (service/audit.py)
     corrupt/                files that did not parse or validate, each with a `.reason.txt`
     logs/<task_id>.log      what the task's worker logged, all attempts
     work/<task_id>/         a task's working state (its Optuna study, a fine-tune's checkpoints), kept for
@@ -50,6 +51,10 @@ class QueueLayout:
     @property
     def signing_key(self) -> Path:
         return self.root / ".model-signing-key"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit.jsonl"
 
     @property
     def corrupt_dir(self) -> Path:

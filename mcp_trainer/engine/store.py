@@ -51,6 +51,9 @@ T = TypeVar("T")
 _Sig = tuple[int, int, int]  # inode, mtime_ns, size
 # A directory whose mtime is this recent may change again within the same clock tick: rescan it.
 _RACY_NS = 100_000_000
+# How old a view of the other processes' tasks `create` checks a new task against: a full scan of a large
+# queue costs ~25 ms (10,000 files), too much for every submit, so at most one a second.
+_ADMIT_VIEW_S = 1.0
 _STALE_TEMP_S = 3600
 
 
@@ -70,6 +73,7 @@ class TaskStore:
         self._cache: dict[str, tuple[_Sig, TaskRecord]] = {}
         self._waiting: dict[str, TaskRecord] = {}  # the queued and retrying subset of the cache
         self._dir_mtime_ns: int | None = None
+        self._refreshed_at = -float("inf")  # time.monotonic() of the last refresh
         self.version = 0  # bumped whenever the cache changes: derived views key their own caches on it
         self.quarantined: list[tuple[str, str]] = []  # (file name, reason), this process's moves
 
@@ -207,8 +211,10 @@ class TaskStore:
 
     def refresh(self) -> None:
         """Bring the cache in line with the directory (new, changed, removed and corrupt files)."""
+        started = time.monotonic()
         st = self.root.stat()
         if st.st_mtime_ns == self._dir_mtime_ns and time.time_ns() - st.st_mtime_ns > _RACY_NS:
+            self._refreshed_at = started
             return
         seen: set[str] = set()
         # A first load builds thousands of long-lived records: the cyclic collector would rescan the growing
@@ -225,6 +231,7 @@ class TaskStore:
         for task_id in gone:
             self._drop(task_id)
         self._dir_mtime_ns = st.st_mtime_ns
+        self._refreshed_at = started
 
     def _scan(self, seen: set[str]) -> None:
         for entry in os.scandir(self.root):
@@ -255,11 +262,15 @@ class TaskStore:
         atomic_write_bytes(path, record.model_dump_json().encode("utf-8"))
         self._put(_sig(path.stat()), record)
 
-    def create(self, record: TaskRecord) -> TaskRecord:
+    def create(
+        self, record: TaskRecord, admit: Callable[[TaskRecord, list[TaskRecord]], None] | None = None
+    ) -> TaskRecord:
         """Persist a new task and return it; the file is durable when this returns. A record with an
         `idempotency_key` that a task of the queue already has is not written: that task is returned
-        (by every process: the check and the write hold the queue-wide lock). Raises InvalidInputError
-        for a task whose arguments make a record too large to keep."""
+        (by every process: the check and the write hold the queue-wide lock). `admit(record, waiting)`,
+        called under that lock with the waiting records of the queue, may raise to refuse the task
+        (nothing is written; see `_admit` for how fresh `waiting` is). Raises InvalidInputError for a task
+        whose arguments make a record too large to keep."""
         size = len(record.model_dump_json())
         if size > _MAX_NEW_RECORD_BYTES:
             raise InvalidInputError(
@@ -273,10 +284,25 @@ class TaskStore:
                 earlier = next((r for r in self.cached() if r.idempotency_key == key), None)
                 if earlier is not None:
                     return earlier
+            if admit is not None:
+                self._admit(record, admit)
             if self.layout.task_file(record.task_id).exists():
                 raise FileExistsError(record.task_id)
             self._write(record)
             return record
+
+    def _admit(self, record: TaskRecord, admit: Callable[[TaskRecord, list[TaskRecord]], None]) -> None:
+        """`admit` on the waiting records as this process last saw them (its own writes included), from
+        a scan at most _ADMIT_VIEW_S old; a refusal stands only if a fresh scan confirms it. Under the
+        lock, so submits of this process never pass what `admit` allows; those of other processes in the
+        last second may go unseen."""
+        if time.monotonic() - self._refreshed_at > _ADMIT_VIEW_S:
+            self.refresh()
+        try:
+            admit(record, self.waiting())
+        except Exception:
+            self.refresh()
+            admit(record, self.waiting())
 
     def update(self, task_id: str, change: Callable[[TaskRecord], T]) -> tuple[TaskRecord, T]:
         """Read the current record under the lock, apply `change` to a copy, write it if it changed.

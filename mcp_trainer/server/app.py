@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.server import catalog_tools, finetune_tools, model_tools, task_tools
+from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.training import TrainingService
 from mcp_trainer.version import __version__
@@ -41,6 +42,8 @@ class ServerConfig:
     queue_dir: Path = Path("queue")
     models_dir: Path = Path("trained_models")
     max_concurrent: int = DEFAULT_CONCURRENCY
+    max_queued: int | None = DEFAULT_MAX_QUEUED  # waiting tasks at most (None: no cap)
+    max_queued_per_user: int | None = None  # waiting tasks per user_id at most (None: no cap)
     execute: bool = True
     # On SIGTERM/SIGINT hand running tasks back to the queue, then exit. For a process that only serves
     # (the CLI): a stdio server blocks in a read of stdin that no cancellation can interrupt.
@@ -70,6 +73,8 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             cfg.queue_dir,
             cfg.models_dir,
             max_concurrent=cfg.max_concurrent,
+            max_queued=cfg.max_queued,
+            max_queued_per_user=cfg.max_queued_per_user,
             execute=cfg.execute,
             data_roots=cfg.data_roots,
             model_roots=cfg.model_roots,

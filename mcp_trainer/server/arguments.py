@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
@@ -24,7 +25,9 @@ from mcp.types import CallToolResult, InputRequiredResult, TextContent
 from pydantic import BaseModel, ValidationError
 
 from mcp_trainer.errors import describe_validation_error, unknown_parameter
+from mcp_trainer.server.actor import actor_of
 from mcp_trainer.server.schema import compact_schema
+from mcp_trainer.service.audit import acting_as
 
 __all__ = ["CheckedArguments", "make_tool"]
 
@@ -57,7 +60,13 @@ class CheckedArguments(FuncMetadata):
     ) -> Any:
         if _REFUSED in arguments:
             raise ToolError(arguments[_REFUSED])
-        return await super().call_fn(fn, fn_is_async, arguments, arguments_to_pass_directly)
+        passed = arguments_to_pass_directly or {}
+        ctx = next((v for v in passed.values() if isinstance(v, Context)), None)
+        if ctx is None:
+            return await super().call_fn(fn, fn_is_async, arguments, arguments_to_pass_directly)
+        # Whatever the tool changes through the service is recorded in the audit log as this caller's.
+        with acting_as(actor_of(ctx, fn.__name__)):
+            return await super().call_fn(fn, fn_is_async, arguments, arguments_to_pass_directly)
 
     def convert_result(self, result: Any) -> CallToolResult | InputRequiredResult:
         if isinstance(result, BaseModel) and not isinstance(result, CallToolResult | InputRequiredResult):

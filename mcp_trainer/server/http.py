@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from mcp_trainer.secretfile import SecretFileError, load_or_create_secret
+from mcp_trainer.secretfile import SecretFileError, ensure_secret, load_or_create_secret
 
-__all__ = ["BearerToken", "TokenFileError", "is_loopback", "load_or_create_token"]
+__all__ = ["BearerToken", "TokenFileError", "ensure_token", "is_loopback", "load_or_create_token"]
 
 log = logging.getLogger(__name__)
 Scope = MutableMapping[str, Any]
@@ -47,6 +47,11 @@ def load_or_create_token(path: Path) -> str:
     Raises TokenFileError for a file that is a link, not a regular file, readable or writable by others,
     owned by another user, or empty."""
     return load_or_create_secret(path, "token")
+
+
+def ensure_token(path: Path) -> tuple[str, bool]:
+    """`load_or_create_token`, saying whether this call generated the token (True) or read it (False)."""
+    return ensure_secret(path, "token")
 
 
 class BearerToken:

@@ -15,6 +15,8 @@ from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import TrainerError
 from mcp_trainer.offload import off_loop
 from mcp_trainer.records import TaskRecord
+from mcp_trainer.service.audit import AuditLog
+from mcp_trainer.service.caps import QueueCaps
 from mcp_trainer.service.roots import Roots
 
 __all__ = ["DEFAULT_CONCURRENCY", "Parts", "ServiceCore"]
@@ -41,6 +43,8 @@ class ServiceCore:
     roots: Roots
     admission: AdmissionConfig
     alert_rules: AlertRules
+    queue_caps: QueueCaps
+    _audit: AuditLog  # every call that changes something goes through `_audit.record`
     _parts_or_none: Parts | None
 
     @property

@@ -22,6 +22,7 @@ from mcp_trainer.ids import check_model_id
 from mcp_trainer.offload import off_loop
 from mcp_trainer.preflight.finetune import MAX_NEW_TOKENS, check_finetune_installed
 from mcp_trainer.records import TaskRecord
+from mcp_trainer.service.audit import audited
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.paging import check_limit
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES
@@ -92,6 +93,7 @@ class ModelMethods(ServiceCore):
         check_model_id(model_id)
         return await off_loop(lambda: load_report(self.models_dir, model_id, plots, max_bytes=max_bytes))
 
+    @audited("delete_model", "model_id")
     async def delete_model(self, model_id: str) -> None:
         """Remove a saved model's directory, and say so in its task's status; raises InvalidInputError for
         an unknown id."""

@@ -35,6 +35,7 @@ from mcp_trainer.polling import poll_until
 from mcp_trainer.preflight.finetune import check_finetune
 from mcp_trainer.preflight.tabular import check_dataset
 from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
+from mcp_trainer.service.audit import AuditRecord, audited
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.monitoring import alerts_of, fresh_samples, history_of
 from mcp_trainer.service.paging import check_limit, decode_cursor, encode_cursor
@@ -81,20 +82,23 @@ class TaskMethods(ServiceCore):
         starts when the machine has the cores, memory and GPUs it asks for (defaults by task type).
 
         Raises InvalidInputError (nothing is written) when the task type, a parameter or the data is
-        unusable, or the request is more than the machine has.
+        unusable, or the request is more than the machine has; InvalidStateError when the queue is at a
+        cap (`max_queued`, `max_queued_per_user`).
         """
-        options = _options(
-            name=name,
-            user_id=user_id,
-            priority=priority,
-            max_attempts=max_attempts,
-            idempotency_key=idempotency_key,
-            cpu_cores=cpu_cores,
-            memory_gb=memory_gb,
-            gpu_count=gpu_count,
-            gpu_memory_gb=gpu_memory_gb,
-        )
-        view, _ = await self.submit_once(spec, options)
+        async with self._audit_submit(spec, user_id) as entry:
+            options = _options(
+                name=name,
+                user_id=user_id,
+                priority=priority,
+                max_attempts=max_attempts,
+                idempotency_key=idempotency_key,
+                cpu_cores=cpu_cores,
+                memory_gb=memory_gb,
+                gpu_count=gpu_count,
+                gpu_memory_gb=gpu_memory_gb,
+            )
+            view, created = await self._submit_once(spec, options)
+            entry.update(task_id=view.task_id, created=created)
         return view
 
     async def submit_once(
@@ -103,6 +107,20 @@ class TaskMethods(ServiceCore):
         """`submit`, saying whether this call created the task: False when an earlier call with the same
         `options.idempotency_key` did (and its task is returned). The same key with other arguments is
         refused (InvalidInputError), so that a key never stands for two different tasks."""
+        async with self._audit_submit(spec, options.user_id) as entry:
+            view, created = await self._submit_once(spec, options)
+            entry.update(task_id=view.task_id, created=created)
+        return view, created
+
+    def _audit_submit(self, spec: Mapping[str, Any] | AnySpec, user_id: object) -> AuditRecord:
+        """The audit log's record of a submit: its user, task type and data path (no other argument)."""
+        given = spec if isinstance(spec, Mapping) else spec.model_dump()
+        described = {k: given.get(k) for k in ("task_type", "data_source") if isinstance(given.get(k), str)}
+        return self._audit.record("submit", task_id=None, user_id=user_id, **described)
+
+    async def _submit_once(
+        self, spec: Mapping[str, Any] | AnySpec, options: SubmitOptions
+    ) -> tuple[TaskStatusView, bool]:
         parts = self._parts()
         task_spec = parse_spec(spec)
         task_spec = await off_loop(_checked, task_spec, self.roots)
@@ -123,7 +141,7 @@ class TaskMethods(ServiceCore):
         )
         record.history.append(Transition(status=TaskStatus.QUEUED, at=now, note="submitted"))
         try:
-            stored = await off_loop(parts.store.create, record)
+            stored = await off_loop(parts.store.create, record, self.queue_caps.admit)
         except OSError as exc:
             raise TrainerError(
                 f"The task could not be saved in {parts.store.root}: {exc.strerror or exc}.",
@@ -253,6 +271,8 @@ class TaskMethods(ServiceCore):
             running=counts[TaskStatus.RUNNING.value],
             queued=counts[TaskStatus.QUEUED.value] + counts[TaskStatus.RETRYING.value],
             concurrency_limit=int(limit),
+            max_queued=self.queue_caps.max_queued,
+            max_queued_per_user=self.queue_caps.max_queued_per_user,
             counts=counts,
             running_tasks=sorted(r.task_id for r in records if r.status is TaskStatus.RUNNING),
             next_up=[r.task_id for r in upcoming],
@@ -298,6 +318,7 @@ class TaskMethods(ServiceCore):
 
     # -- change and wait -----------------------------------------------------------------------------
 
+    @audited("cancel", "task_id")
     async def cancel(self, task_id: str, *, wait_s: float = 10.0) -> TaskStatusView:
         """Cancel a task. A waiting one is cancelled at once and never starts; a running one is stopped
         (cooperatively, then SIGTERM, then SIGKILL to its process group) before this returns, or within
@@ -342,6 +363,7 @@ class TaskMethods(ServiceCore):
         end_leftover_worker(store.layout, record)
         store.update(task_id, _cancelled_unattended)
 
+    @audited("retry", "task_id")
     async def retry(self, task_id: str) -> TaskStatusView:
         """Queue a failed or cancelled task again, with a fresh budget of attempts; its history, attempt
         count and finished search trials are kept (a search resumes). Raises InvalidStateError for a
@@ -352,6 +374,7 @@ class TaskMethods(ServiceCore):
         parts.scheduler.wake()
         return await self.status(task_id)
 
+    @audited("stop", "task_id")
     async def stop(self, task_id: str) -> TaskStatusView:
         """End a task's work now and finish it with the best result so far, which is saved as usual: a
         search ends the trials in flight and fits its best trial; a fine-tune stops training and saves its

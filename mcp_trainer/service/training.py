@@ -28,13 +28,15 @@ from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.offload import off_loop
 from mcp_trainer.secretfile import SecretFileError
+from mcp_trainer.service.audit import AuditLog
+from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED, QueueCaps
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
 from mcp_trainer.service.models import ModelMethods
 from mcp_trainer.service.monitoring import MonitoringMethods
 from mcp_trainer.service.roots import Roots
 from mcp_trainer.service.tasks import TaskMethods
 
-__all__ = ["DEFAULT_CONCURRENCY", "TrainingService"]
+__all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_QUEUED", "TrainingService"]
 
 
 class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
@@ -46,7 +48,12 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
     running tasks per user). The owner raises alerts on its running tasks (`alert_rules`: when a task
     counts as stalled, and the other limits). Any number of services may share one queue directory; all
     of them can submit, read and cancel. With `data_roots` (and `model_roots`), every data file (and
-    fine-tune model directory) a caller names must resolve under one of them.
+    fine-tune model directory) a caller names must resolve under one of them. A submit is refused
+    (InvalidStateError, nothing written) when `max_queued` tasks wait already, or `max_queued_per_user`
+    tasks of its `user_id` (None: no cap). Every call that changes something (submit, cancel, stop,
+    retry, delete_model) appends a line to `queue_dir/audit.jsonl` (service/audit.py).
+
+    Raises InvalidInputError for a limit below 1.
     """
 
     def __init__(
@@ -55,6 +62,8 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
         models_dir: str | os.PathLike[str] = "trained_models",
         *,
         max_concurrent: int = DEFAULT_CONCURRENCY,
+        max_queued: int | None = DEFAULT_MAX_QUEUED,
+        max_queued_per_user: int | None = None,
         execute: bool = True,
         poll_interval_s: float = 0.5,
         warm_up: bool = True,
@@ -68,6 +77,8 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
         self.queue_dir = Path(queue_dir).expanduser().resolve()
         self.models_dir = Path(models_dir).expanduser().resolve()
         self.max_concurrent = max_concurrent
+        self.queue_caps = QueueCaps(max_queued, max_queued_per_user)
+        self._audit = AuditLog(QueueLayout(self.queue_dir).audit_log)
         self.execute = execute
         self.poll_interval_s = poll_interval_s
         self._warm_up = warm_up

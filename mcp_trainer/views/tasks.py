@@ -148,6 +148,10 @@ class QueueStatus(BaseModel):
     running: int
     queued: int = Field(description="queued plus retrying: tasks waiting for a slot")
     concurrency_limit: int
+    max_queued: int | None = Field(
+        None, description="waiting tasks this server accepts at most; null: no cap"
+    )
+    max_queued_per_user: int | None = Field(None, description="and per user_id; null: no cap")
     counts: dict[str, int] = Field(description="tasks per status")
     running_tasks: list[str]
     next_up: list[str] = Field(description="the next waiting tasks, in start order")
