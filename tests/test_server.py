@@ -32,6 +32,7 @@ TOOLS = {
     "delete_model",
     "submit_finetune_task",
     "generate",
+    "run_maintenance",
 }
 
 

@@ -27,6 +27,13 @@ from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.offload import off_loop
 from mcp_trainer.secretfile import SecretFileError
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
+from mcp_trainer.service.maintenance import (
+    DEFAULT_ARCHIVE_AFTER_DAYS,
+    DEFAULT_MAINTENANCE_INTERVAL_S,
+    DEFAULT_PRUNE_WORK_AFTER_DAYS,
+    MaintenanceMethods,
+    maintenance_policy,
+)
 from mcp_trainer.service.models import ModelMethods
 from mcp_trainer.service.roots import Roots
 from mcp_trainer.service.tasks import TaskMethods
@@ -34,13 +41,15 @@ from mcp_trainer.service.tasks import TaskMethods
 __all__ = ["DEFAULT_CONCURRENCY", "TrainingService"]
 
 
-class TrainingService(TaskMethods, ModelMethods):
+class TrainingService(TaskMethods, ModelMethods, MaintenanceMethods):
     """A training queue in `queue_dir` whose models go to `models_dir`.
 
     With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
-    processes, at most `max_concurrent` at once. Any number of services may share one queue directory;
-    all of them can submit, read and cancel. With `data_roots` (and `model_roots`), every data file (and
-    fine-tune model directory) a caller names must resolve under one of them.
+    processes, at most `max_concurrent` at once, and queue maintenance (`maintain`) every
+    `maintenance_interval_s` (None or 0: never on its own). Any number of services may share one queue
+    directory; all of them can submit, read, cancel and run maintenance. With `data_roots` (and
+    `model_roots`), every data file (and fine-tune model directory) a caller names must resolve under one
+    of them. Raises InvalidInputError for an option out of its range.
     """
 
     def __init__(
@@ -54,9 +63,16 @@ class TrainingService(TaskMethods, ModelMethods):
         warm_up: bool = True,
         data_roots: tuple[str | os.PathLike[str], ...] = (),
         model_roots: tuple[str | os.PathLike[str], ...] = (),
+        maintenance_interval_s: float | None = DEFAULT_MAINTENANCE_INTERVAL_S,
+        archive_after_days: float = DEFAULT_ARCHIVE_AFTER_DAYS,
+        prune_work_after_days: float = DEFAULT_PRUNE_WORK_AFTER_DAYS,
     ) -> None:
         if max_concurrent < 1:
             raise InvalidInputError("max_concurrent must be at least 1.")
+        self.maintenance_interval_s, self.policy = maintenance_policy(
+            maintenance_interval_s, archive_after_days, prune_work_after_days
+        )
+        self._maintenance_lock = anyio.Lock()
         self.queue_dir = Path(queue_dir).expanduser().resolve()
         self.models_dir = Path(models_dir).expanduser().resolve()
         self.max_concurrent = max_concurrent
@@ -91,6 +107,8 @@ class TrainingService(TaskMethods, ModelMethods):
             tg = await self._exit.enter_async_context(anyio.create_task_group())
             self._exit.callback(tg.cancel_scope.cancel)
             tg.start_soon(scheduler.run, self._warm_up)
+            if self.maintenance_interval_s is not None:
+                tg.start_soon(self._maintain_periodically, self.maintenance_interval_s)
         return self
 
     async def __aexit__(

@@ -58,10 +58,16 @@ class TaskStatusView(BaseModel):
     cv_score: float | None = None
     error: TaskError | None = None
     next_attempt_at: str | None = None
+    archived: bool = Field(False, description="ended long ago: read from queue/archive/, its log removed")
 
     @classmethod
     def of(
-        cls, r: TaskRecord, *, queue_position: int | None = None, now: float | None = None
+        cls,
+        r: TaskRecord,
+        *,
+        queue_position: int | None = None,
+        now: float | None = None,
+        archived: bool = False,
     ) -> TaskStatusView:
         now = time.time() if now is None else now
         p = r.progress
@@ -108,6 +114,7 @@ class TaskStatusView(BaseModel):
             cv_score=r.result.cv_score if r.result else None,
             error=r.error if shows_error else None,
             next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
+            archived=archived,
         )
 
 
