@@ -13,6 +13,7 @@ from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.version import __version__
+from mcp_trainer.views.maintenance import MaintenanceReport
 from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "FinetuneSpec",
     "InvalidInputError",
     "InvalidStateError",
+    "MaintenanceReport",
     "Priority",
     "Progress",
     "QueueStatus",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,20 @@ from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import DEFAULT_THRESHOLDS, AdmissionConfig
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
+from mcp_trainer.service.maintenance import (
+    DEFAULT_ARCHIVE_AFTER_DAYS,
+    DEFAULT_MAINTENANCE_INTERVAL_S,
+    DEFAULT_PRUNE_WORK_AFTER_DAYS,
+    MAX_DAYS,
+)
 from mcp_trainer.version import __version__
 
 __all__ = ["admission_of", "main", "parse_args"]
 
 log = logging.getLogger("mcp_trainer.cli")
 TOKEN_FILE = ".http-token"  # in the queue directory unless --token-file says otherwise
+# A shorter interval would walk the queue's folders and the models directory for little gain.
+MIN_MAINTENANCE_INTERVAL_S = 60.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
     _admission_arguments(p)
     _http_arguments(p)
+    _maintenance_arguments(p)
     p.add_argument(
         "--no-execute",
         action="store_true",
@@ -171,6 +181,53 @@ def _http_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _maintenance_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--maintenance-interval",
+        type=float,
+        default=DEFAULT_MAINTENANCE_INTERVAL_S,
+        metavar="SECONDS",
+        help="run queue maintenance this often while this process runs tasks, the first time a few "
+        f"minutes after start (0: never on its own; default: {DEFAULT_MAINTENANCE_INTERVAL_S:.0f})",
+    )
+    p.add_argument(
+        "--archive-after-days",
+        type=float,
+        default=DEFAULT_ARCHIVE_AFTER_DAYS,
+        metavar="DAYS",
+        help="move tasks that ended more than this long ago to queue/archive/ "
+        f"(default: {DEFAULT_ARCHIVE_AFTER_DAYS:g})",
+    )
+    p.add_argument(
+        "--prune-work-after-days",
+        type=float,
+        default=DEFAULT_PRUNE_WORK_AFTER_DAYS,
+        metavar="DAYS",
+        help="remove the work folder (a search's study.journal) of tasks that ended more than this long "
+        f"ago (default: {DEFAULT_PRUNE_WORK_AFTER_DAYS:g})",
+    )
+
+
+def _check_maintenance(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    interval = args.maintenance_interval
+    if not math.isfinite(interval) or interval < 0 or 0 < interval < MIN_MAINTENANCE_INTERVAL_S:
+        p.error(
+            f"--maintenance-interval must be 0 (no periodic maintenance) or at least "
+            f"{MIN_MAINTENANCE_INTERVAL_S:.0f} seconds (got {interval:g})"
+        )
+    for option, days in (
+        ("--archive-after-days", args.archive_after_days),
+        ("--prune-work-after-days", args.prune_work_after_days),
+    ):
+        if not (math.isfinite(days) and 0 <= days <= MAX_DAYS):
+            p.error(f"{option} must be between 0 and {MAX_DAYS:.0f} (got {days:g})")
+    if args.archive_after_days < args.prune_work_after_days:
+        p.error(
+            f"--archive-after-days ({args.archive_after_days:g}) must be at least --prune-work-after-days "
+            f"({args.prune_work_after_days:g}): archiving a task removes its work folder, study included"
+        )
+
+
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from mcp_trainer.server.http import is_loopback
 
@@ -205,6 +262,7 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--stalled-after must be between 0.5 and 10080 minutes (a week)")
     if args.session_idle_timeout <= 0 or args.max_sessions < 1:
         p.error("--session-idle-timeout must be positive and --max-sessions at least 1")
+    _check_maintenance(p, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
             model_roots=tuple(args.model_root),
             admission=admission_of(args),
             alert_rules=AlertRules(stalled_after_s=args.stalled_after * 60),
+            maintenance_interval_s=args.maintenance_interval or None,
+            archive_after_days=args.archive_after_days,
+            prune_work_after_days=args.prune_work_after_days,
         )
     )
     try:

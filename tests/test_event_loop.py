@@ -19,12 +19,14 @@ from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.engine import local
 from mcp_trainer.engine.owner import OwnerLock
 from mcp_trainer.engine.store import TaskStore
-from mcp_trainer.service import models, tasks
+from mcp_trainer.service import maintenance, models, tasks
 
 pytestmark = pytest.mark.anyio
 
 BLOCKING: list[tuple[object, str]] = [
     *((TaskStore, name) for name in ("get", "refresh", "all", "create", "update", "sweep_temp_files")),
+    *((TaskStore, name) for name in ("find", "update_anywhere", "archive_ended")),
+    (maintenance, "run_maintenance"),
     (OwnerLock, "try_acquire"),
     (OwnerLock, "holder_info"),
     (OwnerLock, "release"),
@@ -84,6 +86,9 @@ async def test_a_whole_session_makes_no_blocking_file_call_on_the_event_loop(
         await svc.wait(running.task_id, timeout_s=1.0)
         await svc.cancel(running.task_id)
         await svc.delete_model(finished.model_id)
+        await svc.maintain(dry_run=True)
+        await svc.maintain()
     assert on_loop == [], f"blocking calls on the event loop: {sorted(set(on_loop))}"
     # The wrappers saw the calls they guard: the test exercised what it claims to.
     assert {"get", "refresh", "update", "create", "try_acquire", "read_metadata", "machine_status"} <= seen
+    assert {"find", "update_anywhere", "archive_ended", "run_maintenance"} <= seen

@@ -34,6 +34,7 @@ TOOLS = {
     "delete_model",
     "submit_finetune_task",
     "generate",
+    "run_maintenance",
 }
 
 

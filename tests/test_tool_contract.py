@@ -19,6 +19,7 @@ from mcp_trainer.server.schema import compact_schema
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.tabular import TabularSpec
+from mcp_trainer.views.maintenance import MaintenanceReport
 from mcp_trainer.views.models import ModelPage
 from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
 
@@ -119,6 +120,7 @@ async def test_an_unknown_argument_of_any_tool_is_refused(client: Client) -> Non
         ("predict", {"rows": "a,b"}, "rows must be a list"),
         ("submit_training_task", {"data_source": "/d/a\x00.csv"}, "data_source: must not contain a NUL"),
         ("submit_training_task", {"data_source": "/" + "d" * 5000}, "data_source must be at most 4096"),
+        ("run_maintenance", {"dry_run": "maybe"}, "dry_run must be true or false (got 'maybe')"),
     ],
 )
 async def test_validation_errors_are_sentences_without_pydantic_wording(
@@ -156,5 +158,6 @@ async def test_results_are_structured_as_the_view_models_say(client: Client, blo
     TaskPage.model_validate(await call(client, "list_training_tasks", {}))
     QueueStatus.model_validate(await call(client, "get_queue_status", {}))
     ModelPage.model_validate(await call(client, "list_models", {}))
+    assert MaintenanceReport.model_validate(await call(client, "run_maintenance", {"dry_run": True})).dry_run
     cancelled = await call(client, "cancel_training_task", {"task_id": task_id})
     assert TaskStatusView.model_validate(cancelled).status.value == "cancelled"

@@ -10,24 +10,35 @@
     logs/<task_id>.log      what the task's worker logged, all attempts
     work/<task_id>/         a task's working state (its Optuna study, a fine-tune's checkpoints), kept for
                             resumption; what goes inside belongs to the task's trainer
+    work/.pruning-<...>     a work folder (or its checkpoints) being removed by maintenance (maintenance.py)
+    archive/<YYYY-MM>.jsonl records of tasks that ended long ago, one JSON line each, by the month they
+                            ended (archive.py)
 
 Paths are built from checked task ids only (ids.py), never from a caller's text. Whoever can write the
 queue directory can already change any task, but cannot make this code write or read through a link it
 planted there: files are opened without following links (files.py `open_no_follow`), and logs/, work/,
-corrupt/ and work/<task_id>/ are replaced by real directories when a link stands in their place.
+corrupt/, archive/ and work/<task_id>/ are replaced by real directories when a link stands in their place.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcp_trainer.files import real_dir
 from mcp_trainer.ids import check_task_id
 
-__all__ = ["TASK_SUFFIX", "QueueLayout"]
+__all__ = ["ARCHIVE_SUFFIX", "CHECKPOINTS_DIR", "PRUNING_PREFIX", "TASK_SUFFIX", "QueueLayout"]
 
 TASK_SUFFIX = ".json"
+ARCHIVE_SUFFIX = ".jsonl"
+PRUNING_PREFIX = ".pruning-"
+# A fine-tune's checkpoints under its work folder (trainers/finetune/train.py names it too; a test holds
+# the two equal: the server never imports that module, which imports torch).
+CHECKPOINTS_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,16 @@ class QueueLayout:
     def work_dir(self) -> Path:
         return self.root / "work"
 
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+    def archive_file(self, month: str) -> Path:
+        """`archive/<YYYY-MM>.jsonl`; `month` comes from a timestamp (archive.py), never a caller."""
+        if not re.fullmatch(r"\d{4}-\d{2}", month):
+            raise ValueError(f"not a month: {month[:20]!r}")
+        return self.archive_dir / f"{month}{ARCHIVE_SUFFIX}"
+
     def task_file(self, task_id: str) -> Path:
         return self.root / f"{check_task_id(task_id)}{TASK_SUFFIX}"
 
@@ -76,6 +97,12 @@ class QueueLayout:
 
     def work_path(self, task_id: str) -> Path:
         return self.work_dir / check_task_id(task_id)
+
+    def pruning_path(self, task_id: str, part: str) -> Path:
+        """Where maintenance moves `work/<task_id>/<part>` (or the whole folder, part "all") before removing
+        it: `.pruning-<task_id>.<part>.<pid>.<ns>`, so that a sweep can tell a dead remover's."""
+        name = f"{PRUNING_PREFIX}{check_task_id(task_id)}.{part}.{os.getpid()}.{time.time_ns()}"
+        return self.work_dir / name
 
     def create(self) -> None:
         """Make the directories a queue needs (the root, logs/ and work/); a symbolic link planted in

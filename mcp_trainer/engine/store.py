@@ -4,6 +4,9 @@ Every write is atomic (files.py): a reader sees the old record or the new one, n
 Several processes may share one directory, so a cached record is trusted only while its file's
 (inode, mtime, size) is unchanged, and every read-modify-write runs under a queue-wide flock.
 
+Tasks that ended long ago move to the archive (archive.py, `archive_ended`): `find` and
+`update_anywhere` read and change a task wherever it is; `get` and `update` see task files only.
+
 Every method here blocks on the disk (and `update`/`create` on that flock): call them from a worker
 thread, never on an event loop. The in-memory cache is safe to use from several threads at once.
 """
@@ -23,13 +26,15 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from mcp_trainer.engine.archive import TaskArchive, ended_at
 from mcp_trainer.engine.layout import TASK_SUFFIX, QueueLayout
 from mcp_trainer.engine.processes import pid_alive
-from mcp_trainer.errors import InvalidInputError, TaskNotFoundError
+from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError
 from mcp_trainer.files import (
     TMP_SUFFIX,
     NotARegularFile,
     atomic_write_bytes,
+    fsync_dir,
     open_no_follow,
     read_capped,
     real_dir,
@@ -55,6 +60,7 @@ _RACY_NS = 100_000_000
 # queue costs ~25 ms (10,000 files), too much for every submit, so at most one a second.
 _ADMIT_VIEW_S = 1.0
 _STALE_TEMP_S = 3600
+_ARCHIVE_BATCH = 500  # tasks archived per hold of the record lock, so that writers wait little
 
 
 def _sig(st: os.stat_result) -> _Sig:
@@ -76,6 +82,7 @@ class TaskStore:
         self._refreshed_at = -float("inf")  # time.monotonic() of the last refresh
         self.version = 0  # bumped whenever the cache changes: derived views key their own caches on it
         self.quarantined: list[tuple[str, str]] = []  # (file name, reason), this process's moves
+        self.archive = TaskArchive(layout, MAX_RECORD_BYTES)
 
     @property
     def root(self) -> Path:
@@ -132,9 +139,7 @@ class TaskStore:
         """Parse one file; move it to corrupt/ (and return None) if it is not a plain file of a bounded
         size that parses and validates as the record its name says."""
         if not is_task_id(path.stem):
-            self._quarantine(
-                path, f"{path.name} is not named after a task id (task_YYYYMMDDTHHMMSS_xxxxxxxx)"
-            )
+            self.quarantine(path, f"{path.name} is not named after a task id (task_YYYYMMDDTHHMMSS_xxxxxxxx)")
             return None
         try:
             data = read_capped(path, MAX_RECORD_BYTES)
@@ -142,27 +147,27 @@ class TaskStore:
         except FileNotFoundError:
             return None
         except NotARegularFile as exc:
-            self._quarantine(path, f"{path.name} is {exc.strerror}, not a task record")
+            self.quarantine(path, f"{path.name} is {exc.strerror}, not a task record")
             return None
         except ValidationError as exc:
             # Not the values themselves: the file may be anything a writer of the queue put there.
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'record'}: {e['msg']}" for e in exc.errors()
             )
-            self._quarantine(
+            self.quarantine(
                 path, f"not a valid task record ({exc.error_count()} problems): {problems[:2000]}"
             )
             return None
         except (ValueError, UnicodeDecodeError) as exc:
-            self._quarantine(path, f"not a valid task record: {type(exc).__name__}")
+            self.quarantine(path, f"not a valid task record: {type(exc).__name__}")
             return None
         if record.task_id != path.stem:
-            self._quarantine(path, f"file name says {path.stem} but the record says {record.task_id[:100]!r}")
+            self.quarantine(path, f"file name says {path.stem} but the record says {record.task_id[:100]!r}")
             return None
         self._put(_sig(st), record)
         return record
 
-    def _quarantine(self, path: Path, reason: str) -> None:
+    def quarantine(self, path: Path, reason: str) -> None:
         """Move `path` (whatever it is: a link moves as a link) into corrupt/, with a `.reason.txt`."""
         corrupt = real_dir(self.layout.corrupt_dir)
         target = corrupt / path.name
@@ -208,6 +213,17 @@ class TaskStore:
                 "Submit the task again.",
             )
         return record
+
+    def find(self, task_id: str) -> tuple[TaskRecord, bool]:
+        """The record of `task_id` from its task file or, once archived, from the archive (True); raises
+        as `get` when it is in neither."""
+        try:
+            return self.get(task_id), False
+        except TaskNotFoundError:
+            archived = self.archive.get(task_id)
+            if archived is None:
+                raise
+            return archived, True
 
     def refresh(self) -> None:
         """Bring the cache in line with the directory (new, changed, removed and corrupt files)."""
@@ -317,13 +333,68 @@ class TaskStore:
                 self._write(draft)
             return draft, outcome
 
+    def update_anywhere(self, task_id: str, change: Callable[[TaskRecord], T]) -> tuple[TaskRecord, T]:
+        """`update`, or for an archived task the same change written into the archive. An archived task
+        ended and stays ended: a change of its status raises InvalidStateError, and nothing is written."""
+        with self.locked():
+            try:
+                return self.update(task_id, change)
+            except TaskNotFoundError:
+                current = self.archive.get(task_id)
+                if current is None:
+                    raise
+            draft = current.model_copy(deep=True)
+            outcome = change(draft)
+            if draft.status is not current.status:
+                raise InvalidStateError(
+                    f"Task {task_id} ended more than the archive's age limit ago and is archived: it stays "
+                    f"{current.status.value}.",
+                    "Submit the task again to run it anew.",
+                )
+            if draft != current:
+                self.archive.put([draft], self.quarantine)
+            return draft, outcome
+
+    def archive_ended(self, ended_before: float, *, dry_run: bool = False) -> list[TaskRecord]:
+        """Move the records of tasks that ended before `ended_before` into the archive and remove their
+        task files (the archive is written and synced first); returns them. With `dry_run`, only returns
+        them. Their logs and work folders are left to the caller."""
+        with self.locked():
+            self.refresh()
+            due = [r for r in self.cached() if r.status.is_terminal() and ended_at(r) < ended_before]
+        due.sort(key=lambda r: (r.created_ns, r.task_id))
+        if dry_run:
+            return due
+        moved: list[TaskRecord] = []
+        for start in range(0, len(due), _ARCHIVE_BATCH):
+            with self.locked():
+                current = [self._current(r.task_id) for r in due[start : start + _ARCHIVE_BATCH]]
+                batch = [r for r in current if r is not None and r.status.is_terminal()]
+                if not batch:
+                    continue
+                self.archive.put(batch, self.quarantine)
+                for r in batch:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.layout.task_file(r.task_id).unlink()
+                    self._drop(r.task_id)
+                fsync_dir(self.root)
+                moved += batch
+        return moved
+
+    def _current(self, task_id: str) -> TaskRecord | None:
+        try:
+            return self.get(task_id)
+        except TaskNotFoundError:
+            return None
+
     # -- housekeeping --------------------------------------------------------------------------------
 
-    def sweep_temp_files(self) -> int:
-        """Remove temporary files whose writer is dead (or that are old); returns how many."""
+    def sweep_temp_files(self, where: Path | None = None) -> int:
+        """Remove temporary files whose writer is dead (or that are old) from the queue's directory (or
+        `where`, one of its folders); returns how many."""
         removed = 0
         now = time.time()
-        for entry in os.scandir(self.root):
+        for entry in os.scandir(where or self.root):
             if not (entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX)):
                 continue
             pid = temp_writer_pid(entry.name)

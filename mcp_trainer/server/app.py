@@ -15,9 +15,14 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
-from mcp_trainer.server import catalog_tools, finetune_tools, model_tools, task_tools
+from mcp_trainer.server import catalog_tools, finetune_tools, maintenance_tools, model_tools, task_tools
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
+from mcp_trainer.service.maintenance import (
+    DEFAULT_ARCHIVE_AFTER_DAYS,
+    DEFAULT_MAINTENANCE_INTERVAL_S,
+    DEFAULT_PRUNE_WORK_AFTER_DAYS,
+)
 from mcp_trainer.service.training import TrainingService
 from mcp_trainer.version import __version__
 
@@ -52,6 +57,9 @@ class ServerConfig:
     model_roots: tuple[Path, ...] = ()  # and a fine-tune's model_path under one of these
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # what may start, and when
     alert_rules: AlertRules = field(default_factory=AlertRules)  # when a running task raises an alert
+    maintenance_interval_s: float | None = DEFAULT_MAINTENANCE_INTERVAL_S  # None or 0: no periodic run
+    archive_after_days: float = DEFAULT_ARCHIVE_AFTER_DAYS
+    prune_work_after_days: float = DEFAULT_PRUNE_WORK_AFTER_DAYS
 
 
 async def _exit_on_signal(service: TrainingService) -> None:
@@ -80,6 +88,9 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             model_roots=cfg.model_roots,
             admission=cfg.admission,
             alert_rules=cfg.alert_rules,
+            maintenance_interval_s=cfg.maintenance_interval_s,
+            archive_after_days=cfg.archive_after_days,
+            prune_work_after_days=cfg.prune_work_after_days,
         ) as service:
             if not cfg.exit_on_signal:
                 yield service
@@ -94,6 +105,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *catalog_tools.tools(),
         *model_tools.tools(),
         *finetune_tools.tools(),
+        *maintenance_tools.tools(),
     ]
     return MCPServer(
         "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
@@ -127,9 +128,12 @@ def audited(call: str, key: str) -> Callable[[F], F]:
     "task_id", "model_id") in the service's audit log (`self._audit`)."""
 
     def decorate(method: F) -> F:
+        default = inspect.signature(method).parameters[key].default
+        unset = None if default is inspect.Parameter.empty else default
+
         @functools.wraps(method)
         async def recorded(self: Any, *args: Any, **kwargs: Any) -> Any:
-            target = args[0] if args else kwargs.get(key)
+            target = args[0] if args else kwargs.get(key, unset)
             async with self._audit.record(call, **{key: target}):
                 return await method(self, *args, **kwargs)
 

@@ -53,11 +53,11 @@ class ServiceCore:
         return self._parts().store.layout.signing_key
 
     async def _change(self, task_id: str, change: Callable[[TaskRecord], T]) -> T:
-        """Apply `change` to a task's record (store.update, in a thread); a write the disk refuses (full,
-        read-only) is a TrainerError that says so, and nothing changed."""
+        """Apply `change` to a task's record, archived or not (store.update_anywhere, in a thread); a write
+        the disk refuses (full, read-only) is a TrainerError that says so, and nothing changed."""
         store = self._parts().store
         try:
-            _, result = await off_loop(lambda: store.update(task_id, change))
+            _, result = await off_loop(lambda: store.update_anywhere(task_id, change))
         except OSError as exc:
             raise TrainerError(
                 f"The task file of {task_id} could not be written in {store.root}: {exc.strerror or exc}.",

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from mcp_trainer.engine import outcome
 from mcp_trainer.engine.admission import Claims
+from mcp_trainer.engine.archive import ArchivedTask
 from mcp_trainer.engine.metrics import MetricsHistory
 from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.processes import end_leftover_worker
@@ -38,14 +39,14 @@ from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
 from mcp_trainer.service.audit import AuditRecord, audited
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.monitoring import alerts_of, fresh_samples, history_of
-from mcp_trainer.service.paging import check_limit, decode_cursor, encode_cursor
+from mcp_trainer.service.paging import Place, check_limit, decode_cursor, encode_cursor
 from mcp_trainer.service.resources import resolve_request
 from mcp_trainer.service.roots import Roots
 from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.sources import parse_source
-from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskPage, TaskStatusView, iso
 
 __all__ = ["ProgressCallback", "TaskMethods"]
 
@@ -156,15 +157,19 @@ class TaskMethods(ServiceCore):
     # -- read ----------------------------------------------------------------------------------------
 
     async def record(self, task_id: str) -> TaskRecord:
-        """The full stored record of a task, with live progress where this process runs it."""
-        return await off_loop(self._record, task_id)
+        """The full stored record of a task (archived ones too), with live progress where this process
+        runs it."""
+        return (await off_loop(self._record, task_id))[0]
 
     async def status(self, task_id: str) -> TaskStatusView:
-        """Compact numeric status; raises InvalidInputError or TaskNotFoundError for a bad id."""
-        return await off_loop(lambda: self._view(self._record(task_id)))
+        """Compact numeric status (of archived tasks too); raises InvalidInputError or TaskNotFoundError
+        for a bad id."""
+        return await off_loop(lambda: self._view(*self._record(task_id)))
 
-    def _record(self, task_id: str) -> TaskRecord:
-        return self._live(self._parts().store.get(check_task_id(task_id)))
+    def _record(self, task_id: str) -> tuple[TaskRecord, bool]:
+        """The record, and whether it comes from the archive."""
+        record, archived = self._parts().store.find(check_task_id(task_id))
+        return self._live(record), archived
 
     def _live(self, record: TaskRecord) -> TaskRecord:
         live = self._parts().scheduler.live_progress(record.task_id)
@@ -172,7 +177,9 @@ class TaskMethods(ServiceCore):
             return record.model_copy(update={"progress": live})
         return record
 
-    def _view(self, record: TaskRecord) -> TaskStatusView:
+    def _view(self, record: TaskRecord, archived: bool = False) -> TaskStatusView:
+        if archived:
+            return TaskStatusView.of(record, archived=True)
         return TaskStatusView.of(record, queue_position=self._queue_positions().get(record.task_id))
 
     def _newest_first(self) -> list[TaskRecord]:
@@ -229,27 +236,58 @@ class TaskMethods(ServiceCore):
             )
         after = decode_cursor(cursor) if cursor else None
 
-        def page() -> TaskPage:
-            self._parts().store.refresh()
-            waiting = self._queue_positions()
-            records = [
-                r
-                for r in self._newest_first()
-                if (wanted is None or r.status is wanted)
-                and (task_type is None or r.task_type == task_type)
-                and (user_id is None or r.user_id == user_id)
-            ]
-            total = len(records)
-            if after is not None:
-                records = [r for r in records if (r.created_ns, r.task_id) < after]
-            shown = records[:limit]
-            views = [TaskStatusView.of(self._live(r), queue_position=waiting.get(r.task_id)) for r in shown]
-            more = len(records) > limit
-            return TaskPage(
-                tasks=views, total=total, next_cursor=encode_cursor(shown[-1]) if more and shown else None
+        def matches(status_: TaskStatus, task_type_: str, user_id_: str | None) -> bool:
+            return (
+                (wanted is None or status_ is wanted)
+                and (task_type is None or task_type_ == task_type)
+                and (user_id is None or user_id_ == user_id)
             )
 
-        return await off_loop(page)
+        return await off_loop(self._page, matches, wanted is None or wanted.is_terminal(), limit, after)
+
+    def _page(
+        self,
+        matches: Callable[[TaskStatus, str, str | None], bool],
+        archive: bool,
+        limit: int,
+        after: Place | None,
+    ) -> TaskPage:
+        """One page of the listing: live tasks newest first, then archived ones newest first (`archive`:
+        whether the filters may match any). Blocking."""
+        store = self._parts().store
+        store.refresh()
+        waiting = self._queue_positions()
+        everything = self._newest_first()
+        live = [r for r in everything if matches(r.status, r.task_type, r.user_id)]
+        archived: list[ArchivedTask] = []
+        if archive:
+            store.archive.refresh()
+            if entries := store.archive.newest_first():
+                ids = {r.task_id for r in everything}  # after a crash mid-archive a task is in both
+                archived = [
+                    e for e in entries if e.task_id not in ids and matches(e.status, e.task_type, e.user_id)
+                ]
+        total = len(live) + len(archived)
+        if after is not None:
+            in_archive, key = after[0], after[1:]
+            live = [] if in_archive else [r for r in live if (r.created_ns, r.task_id) < key]
+            if in_archive:
+                archived = [e for e in archived if (e.created_ns, e.task_id) < key]
+        shown = live[:limit]
+        shown_archived = archived[: limit - len(shown)]
+        views = [TaskStatusView.of(self._live(r), queue_position=waiting.get(r.task_id)) for r in shown]
+        for entry in shown_archived:
+            record = store.archive.read(entry)
+            if record is not None:
+                views.append(TaskStatusView.of(record, archived=True))
+        next_cursor = None
+        if len(live) + len(archived) > limit:
+            if shown_archived:
+                last = shown_archived[-1]
+                next_cursor = encode_cursor(last.created_ns, last.task_id, archived=True)
+            elif shown:
+                next_cursor = encode_cursor(shown[-1].created_ns, shown[-1].task_id)
+        return TaskPage(tasks=views, total=total, next_cursor=next_cursor)
 
     async def queue_status(self) -> QueueStatus:
         """True counts from the task files, the limit, who executes, and the machine's load."""
@@ -293,7 +331,13 @@ class TaskMethods(ServiceCore):
     async def logs(self, task_id: str, tail: int = 100) -> list[str]:
         """The last `tail` lines the task's worker logged (all attempts)."""
         store = self._parts().store
-        await off_loop(store.get, check_task_id(task_id))
+        record, archived = await off_loop(store.find, check_task_id(task_id))
+        if archived:
+            raise InvalidStateError(
+                f"Task {task_id} ended on {iso(record.finished_at)} and was archived since (queue/archive/); "
+                "its log was removed then.",
+                "get_task_status still reads it.",
+            )
         if not 1 <= tail <= MAX_LOG_LINES:
             raise InvalidInputError(f"tail must be between 1 and {MAX_LOG_LINES} (got {tail}).")
         try:

@@ -31,6 +31,13 @@ from mcp_trainer.secretfile import SecretFileError
 from mcp_trainer.service.audit import AuditLog
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED, QueueCaps
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY, Parts
+from mcp_trainer.service.maintenance import (
+    DEFAULT_ARCHIVE_AFTER_DAYS,
+    DEFAULT_MAINTENANCE_INTERVAL_S,
+    DEFAULT_PRUNE_WORK_AFTER_DAYS,
+    MaintenanceMethods,
+    maintenance_policy,
+)
 from mcp_trainer.service.models import ModelMethods
 from mcp_trainer.service.monitoring import MonitoringMethods
 from mcp_trainer.service.roots import Roots
@@ -39,21 +46,22 @@ from mcp_trainer.service.tasks import TaskMethods
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_QUEUED", "TrainingService"]
 
 
-class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
+class TrainingService(TaskMethods, ModelMethods, MonitoringMethods, MaintenanceMethods):
     """A training queue in `queue_dir` whose models go to `models_dir`.
 
     With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
     processes, at most `max_concurrent` at once, each when the machine has the cores, memory and GPUs it
     asks for (`admission`: thresholds on the machine's use, the head of the queue's reservation, a cap of
-    running tasks per user). The owner raises alerts on its running tasks (`alert_rules`: when a task
-    counts as stalled, and the other limits). Any number of services may share one queue directory; all
-    of them can submit, read and cancel. With `data_roots` (and `model_roots`), every data file (and
-    fine-tune model directory) a caller names must resolve under one of them. A submit is refused
+    running tasks per user), and queue maintenance (`maintain`) every `maintenance_interval_s` (None or
+    0: never on its own). The owner raises alerts on its running tasks (`alert_rules`: when a task counts
+    as stalled, and the other limits). Any number of services may share one queue directory; all of them
+    can submit, read, cancel and run maintenance. With `data_roots` (and `model_roots`), every data file
+    (and fine-tune model directory) a caller names must resolve under one of them. A submit is refused
     (InvalidStateError, nothing written) when `max_queued` tasks wait already, or `max_queued_per_user`
     tasks of its `user_id` (None: no cap). Every call that changes something (submit, cancel, stop,
-    retry, delete_model) appends a line to `queue_dir/audit.jsonl` (service/audit.py).
+    retry, delete_model, maintain) appends a line to `queue_dir/audit.jsonl` (service/audit.py).
 
-    Raises InvalidInputError for a limit below 1.
+    Raises InvalidInputError for an option out of its range.
     """
 
     def __init__(
@@ -71,9 +79,16 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
         model_roots: tuple[str | os.PathLike[str], ...] = (),
         admission: AdmissionConfig | None = None,
         alert_rules: AlertRules | None = None,
+        maintenance_interval_s: float | None = DEFAULT_MAINTENANCE_INTERVAL_S,
+        archive_after_days: float = DEFAULT_ARCHIVE_AFTER_DAYS,
+        prune_work_after_days: float = DEFAULT_PRUNE_WORK_AFTER_DAYS,
     ) -> None:
         if max_concurrent < 1:
             raise InvalidInputError("max_concurrent must be at least 1.")
+        self.maintenance_interval_s, self.policy = maintenance_policy(
+            maintenance_interval_s, archive_after_days, prune_work_after_days
+        )
+        self._maintenance_lock = anyio.Lock()
         self.queue_dir = Path(queue_dir).expanduser().resolve()
         self.models_dir = Path(models_dir).expanduser().resolve()
         self.max_concurrent = max_concurrent
@@ -118,6 +133,8 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods):
             tg = await self._exit.enter_async_context(anyio.create_task_group())
             self._exit.callback(tg.cancel_scope.cancel)
             tg.start_soon(scheduler.run, self._warm_up)
+            if self.maintenance_interval_s is not None:
+                tg.start_soon(self._maintain_periodically, self.maintenance_interval_s)
         return self
 
     async def __aexit__(

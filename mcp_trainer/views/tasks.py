@@ -64,10 +64,16 @@ class TaskStatusView(BaseModel):
     next_attempt_at: str | None = None
     retry_plan: str | None = Field(None, description="while retrying: when and how the next attempt runs")
     alerts: list[Alert] = Field(default_factory=list, description="while running: stalled, loss, memory")
+    archived: bool = Field(False, description="ended long ago: read from queue/archive/, its log removed")
 
     @classmethod
     def of(
-        cls, r: TaskRecord, *, queue_position: int | None = None, now: float | None = None
+        cls,
+        r: TaskRecord,
+        *,
+        queue_position: int | None = None,
+        now: float | None = None,
+        archived: bool = False,
     ) -> TaskStatusView:
         now = time.time() if now is None else now
         p = r.progress
@@ -119,6 +125,7 @@ class TaskStatusView(BaseModel):
             next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
             retry_plan=r.retry_plan if r.status is TaskStatus.RETRYING else None,
             alerts=r.alerts if r.status is TaskStatus.RUNNING else [],
+            archived=archived,
         )
 
 
