@@ -24,6 +24,8 @@ DOCUMENTED_MOVES: set[tuple[TaskStatus, TaskStatus]] = {
     (S.RETRYING, S.RUNNING),
     (S.RETRYING, S.CANCELLED),
     (S.RETRYING, S.FAILED),
+    (S.FAILED, S.QUEUED),  # retry_task, on request only
+    (S.CANCELLED, S.QUEUED),  # likewise
 }
 TERMINAL = {S.COMPLETED, S.FAILED, S.CANCELLED}
 
@@ -49,8 +51,11 @@ def test_can_become_allows_exactly_the_documented_moves(source: TaskStatus, targ
 
 
 @pytest.mark.parametrize("status", sorted(TERMINAL))
-def test_a_terminal_status_has_no_outgoing_transition(status: TaskStatus) -> None:
-    assert [t for t in TaskStatus if status.can_become(t)] == []
+def test_a_terminal_status_can_only_go_back_to_queued_on_a_retry_and_completed_nowhere(
+    status: TaskStatus,
+) -> None:
+    expected = [] if status is S.COMPLETED else [S.QUEUED]
+    assert [t for t in TaskStatus if status.can_become(t)] == expected
 
 
 def test_transition_to_running_records_history_and_the_start_time() -> None:
@@ -99,7 +104,7 @@ def test_transition_without_a_time_stamps_the_current_time() -> None:
         ((), S.COMPLETED),
         ((), S.RETRYING),
         ((S.RUNNING, S.COMPLETED), S.RUNNING),
-        ((S.CANCELLED,), S.QUEUED),
+        ((S.CANCELLED,), S.RUNNING),
         ((S.RUNNING, S.FAILED), S.RETRYING),
     ],
 )
