@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 import psutil
-from _common import emit, summary_ms
+from _common import UNGATED, emit, summary_ms
 
 from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.engine.layout import QueueLayout
@@ -77,7 +77,7 @@ async def main() -> None:
         queued: list[float] = []
         group_sizes: list[int] = []
         async with TrainingService(
-            root / "queue", root / "models", max_concurrent=1, poll_interval_s=0.05
+            root / "queue", root / "models", max_concurrent=1, poll_interval_s=0.05, admission=UNGATED
         ) as svc:
             # A second view of the files, independent of the service's.
             reader = TaskStore(QueueLayout.at(root / "queue"))

@@ -66,7 +66,7 @@ import anyio
 import pandas as pd
 import psutil
 import torch
-from _common import emit, warm_up
+from _common import UNGATED, emit, warm_up
 from torch.nn.utils.rnn import pad_sequence
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
@@ -386,7 +386,9 @@ async def main(args: argparse.Namespace) -> None:
         write_csv(csv, args.rows)
         plain_runs: list[dict[str, Any]] = []
         queue_runs: list[dict[str, Any]] = []
-        async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
+        async with TrainingService(
+            root / "queue", root / "models", max_concurrent=1, admission=UNGATED
+        ) as svc:
             await warm_up(svc)
             for i in range(args.rounds):
                 plain_runs.append(

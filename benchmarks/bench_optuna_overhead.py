@@ -32,7 +32,7 @@ from typing import Any
 import anyio
 import optuna
 import pandas as pd
-from _common import emit, warm_up
+from _common import UNGATED, emit, warm_up
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
@@ -137,7 +137,9 @@ async def main() -> None:
         plain_runs: list[dict[str, Any]] = []
         once_runs: list[dict[str, Any]] = []
         queue_runs: list[dict[str, Any]] = []
-        async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
+        async with TrainingService(
+            root / "queue", root / "models", max_concurrent=1, admission=UNGATED
+        ) as svc:
             await warm_up(svc)
             for i in range(ROUNDS):
                 plain_runs.append(plain_search(csv))

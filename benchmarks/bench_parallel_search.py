@@ -31,7 +31,7 @@ from typing import Any
 
 import anyio
 import pandas as pd
-from _common import emit, warm_up
+from _common import UNGATED, emit, warm_up
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -135,7 +135,9 @@ async def main(data: str) -> None:
         search: dict[int, list[float]] = {1: [], cpus: []}
         work: dict[int, list[float]] = {1: [], cpus: []}
         ceilings: list[float] = []
-        async with TrainingService(root / "queue", root / "models", max_concurrent=1) as svc:
+        async with TrainingService(
+            root / "queue", root / "models", max_concurrent=1, admission=UNGATED
+        ) as svc:
             await warm_up(svc)
             for i in range(ROUNDS):
                 seconds, _, search_s, work_s, serial_trials = await timed(svc, csv, 1)

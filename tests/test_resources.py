@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp_calls import call_error
 
-from mcp_trainer import InvalidInputError, TaskStatus, TrainingService
+from mcp_trainer import AdmissionConfig, InvalidInputError, TaskStatus, Thresholds, TrainingService
 from mcp_trainer.engine.worker import place
 from mcp_trainer.machine import available_cpus
 from mcp_trainer.server import ServerConfig, build_server
@@ -105,3 +106,51 @@ async def test_tasks_that_each_claim_every_core_never_run_at_the_same_time(
         assert svc.peak_running == 1
         logs = await svc.logs(ids[0], tail=200)
         assert any(f"with a share of {cores} CPU(s)" in line for line in logs)
+
+
+async def started_at(svc: TrainingService, task_id: str, timeout: float = 60.0) -> float:
+    """When the task first started, once it has."""
+    with anyio.fail_after(timeout):
+        while True:
+            record = await svc.record(task_id)
+            runs = [h.at for h in record.history if h.status is TaskStatus.RUNNING]
+            if runs:
+                return runs[0]
+            await anyio.sleep(0.05)
+
+
+async def test_a_small_task_overtakes_a_big_one_only_while_it_cannot_start_and_the_big_one_starts_soon(
+    queue_dir: Path, models_dir: Path, slow_csv: Path
+) -> None:
+    cores = available_cpus()
+    if cores < 2:
+        pytest.skip("needs 2 cores: one running task, one core left for a small one")
+    spec = search(slow_csv, n_trials=1000, timeout_s=2.0, cv_folds=3, n_parallel_trials=1)
+    admission = AdmissionConfig(thresholds=Thresholds(100.0, 100.0, 100.0), reserve_after_s=1.0)
+    async with TrainingService(
+        queue_dir, models_dir, max_concurrent=4, poll_interval_s=0.05, admission=admission
+    ) as svc:
+        running = (await svc.submit(spec | {"timeout_s": 5.0}, cpu_cores=cores - 1)).task_id
+        await started_at(svc, running)
+        big = (await svc.submit(spec | {"n_parallel_trials": cores}, cpu_cores=cores)).task_id
+        small = (await svc.submit(spec, cpu_cores=1)).task_id  # fits beside the running one
+        small_start = await started_at(svc, small)
+        with anyio.fail_after(30):
+            while "nothing behind it starts first" not in ((await svc.status(big)).waiting_for or ""):
+                await anyio.sleep(0.05)
+        late = (await svc.submit(spec, cpu_cores=1)).task_id
+        await svc.wait(small, timeout_s=30)  # a core is free now, and `late` would fit in it ...
+        with anyio.fail_after(10):  # ... but the big one is reserved
+            while not ((await svc.status(late)).waiting_for or "").startswith(f"held back: {big}, ahead"):
+                await anyio.sleep(0.05)
+        assert (await svc.record(running)).status is TaskStatus.RUNNING
+        big_start = await started_at(svc, big)
+        late_start = await started_at(svc, late)
+        records = {t: await svc.record(t) for t in (running, small)}
+        freed = max(r.finished_at or 0.0 for r in records.values())
+        assert small_start < big_start  # overtaken while it could not start
+        assert big_start >= freed  # never beside them: it claims every core
+        assert big_start - freed < 10.0  # and as soon as they ended (a bound with room for a loaded machine)
+        assert late_start >= (await svc.record(big)).finished_at  # type: ignore[operator]
+        for task in (running, big, small, late):
+            assert (await svc.wait(task, timeout_s=60)).status is TaskStatus.COMPLETED

@@ -111,7 +111,8 @@ def decide(
             return f"waiting for a core; all {machine.cpus} are claimed"
         cores = max(1, min(free_cores, fair_cores))
     elif request.cpu_cores > free_cores:
-        return f"waiting for {request.cpu_cores} cores; {max(0, free_cores)} free"
+        cores_word = "core" if request.cpu_cores == 1 else "cores"
+        return f"waiting for {request.cpu_cores} {cores_word}; {max(0, free_cores)} free"
     else:
         cores = request.cpu_cores
     room = machine.memory_total_gb * thresholds.memory_percent / 100 - claims.memory_gb

@@ -45,7 +45,7 @@ def resolve_request(spec: AnySpec, options: SubmitOptions, machine: Machine) -> 
     _check_gpus(gpus, options, finetune)
     request = ResourceRequest(
         cpu_cores=cores,
-        memory_gb=options.memory_gb if options.memory_gb is not None else _default_memory_gb(spec),
+        memory_gb=options.memory_gb if options.memory_gb is not None else _default_memory_gb(spec, gpus),
         gpu_count=gpus,
         gpu_memory_gb=options.gpu_memory_gb,
     )
@@ -74,13 +74,14 @@ def _check_gpus(gpus: float, options: SubmitOptions, finetune: bool) -> None:
         )
 
 
-def _default_memory_gb(spec: AnySpec) -> float:
+def _default_memory_gb(spec: AnySpec, gpus: float) -> float:
     """About what a task of this size needs: pandas' frame and the folds' copies for scikit-learn (about ten
-    times the file), the weights, gradients and optimizer state for a fine-tune (a LoRA far less)."""
+    times the file); for a fine-tune the worker's torch and transformers (~0.3-0.6 GB resident), the weights,
+    gradients and optimizer state (a LoRA far less), and the CUDA context on a GPU (~1 GB of host memory)."""
     if isinstance(spec, FinetuneSpec):
         weights = _size(Path(spec.model_path), _WEIGHTS)
         factor = 2.0 if spec.method == "lora" else 6.0
-        return round(1.0 + factor * weights / _GB, 1)
+        return round(1.0 + factor * weights / _GB + (1.0 if gpus else 0.0), 1)
     source = parse_source(spec.data_source)
     data = _size(source.path, None) if source.path is not None else 0
     return round(0.5 + 10 * data / _GB, 1)
