@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import anyio
 import pytest
@@ -19,6 +21,7 @@ from mcp_trainer.engine.scheduler import Scheduler
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.ids import new_task_id
 from mcp_trainer.records import Alert, Progress, Severity, TaskRecord, TaskStatus, TrainingProgress
+from mcp_trainer.service.monitoring import fresh_samples
 from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.tabular import TabularSpec
 
@@ -193,3 +196,12 @@ async def test_get_alerts_lists_running_tasks_alerts_most_severe_first_and_filte
         assert queue.history and queue.history[-1].ago_s < 60
         with pytest.raises(InvalidInputError, match="min_severity must be one of info, warning, critical"):
             await svc.alerts("urgent")
+
+
+def test_only_a_server_that_does_not_execute_samples_the_machine_when_asked() -> None:
+    owner, reader = FakeMetrics(), FakeMetrics()
+    fresh_samples(cast(Scheduler, SimpleNamespace(is_owner=True, metrics=owner)))
+    fresh_samples(cast(Scheduler, SimpleNamespace(is_owner=False, metrics=reader)))
+    # The owner samples on its own with its workers' pids: a sample without them would count their CPU
+    # as other work and could hold starts.
+    assert (len(owner.samples()), len(reader.samples())) == (0, 1)

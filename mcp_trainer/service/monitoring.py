@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 
 from mcp_trainer.engine.alerts import AlertRules, machine_alerts
-from mcp_trainer.engine.metrics import MetricsHistory, Sample
+from mcp_trainer.engine.metrics import Sample
+from mcp_trainer.engine.scheduler import Scheduler
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.offload import off_loop
 from mcp_trainer.records import Alert, Severity, TaskRecord, TaskStatus
@@ -38,7 +39,7 @@ class MonitoringMethods(ServiceCore):
             ) from None
         parts = self._parts()
         records = await off_loop(parts.store.all)
-        samples = await off_loop(fresh_samples, parts.scheduler.metrics)
+        samples = await off_loop(fresh_samples, parts.scheduler)
         found = [a for a in alerts_of(records, samples, self.alert_rules) if a.severity.rank >= floor.rank]
         counts = {s.value: 0 for s in Severity}
         for a in found:
@@ -46,10 +47,12 @@ class MonitoringMethods(ServiceCore):
         return AlertsView(alerts=found, counts=counts, checked_at=iso(time.time()) or "")
 
 
-def fresh_samples(metrics: MetricsHistory) -> list[Sample]:
-    """The metrics history, with a new sample first when the latest is older than the sampling period
-    (a server that does not execute samples only when asked). Blocking."""
-    if metrics.due():
+def fresh_samples(scheduler: Scheduler) -> list[Sample]:
+    """The metrics history. A server that does not execute samples only when asked: a new sample first
+    when the latest is older than the sampling period. The owner's scheduler samples on its own, with
+    its workers' pids (a sample without them here would count their CPU as other work). Blocking."""
+    metrics = scheduler.metrics
+    if not scheduler.is_owner and metrics.due():
         metrics.sample()
     return metrics.samples()
 

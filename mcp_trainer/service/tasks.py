@@ -304,7 +304,7 @@ class TaskMethods(ServiceCore):
         limit = self.max_concurrent if executes else owner.get("limit", self.max_concurrent)
         silent = None if "beat" not in owner else round(max(0.0, time.time() - owner["beat"]), 1)
         upcoming = runnable_order(parts.store.waiting(), float("inf"))[:5]
-        samples = fresh_samples(parts.scheduler.metrics)
+        samples = fresh_samples(parts.scheduler)
         return QueueStatus(
             running=counts[TaskStatus.RUNNING.value],
             queued=counts[TaskStatus.QUEUED.value] + counts[TaskStatus.RETRYING.value],
