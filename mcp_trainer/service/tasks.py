@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import aiofiles
 from pydantic import ValidationError
@@ -236,18 +236,20 @@ class TaskMethods(ServiceCore):
             )
         after = decode_cursor(cursor) if cursor else None
 
-        def matches(status_: TaskStatus, task_type_: str, user_id_: str | None) -> bool:
+        def matches(task: _Listed) -> bool:  # short-circuits: a record's task_type is a property
             return (
-                (wanted is None or status_ is wanted)
-                and (task_type is None or task_type_ == task_type)
-                and (user_id is None or user_id_ == user_id)
+                (wanted is None or task.status is wanted)
+                and (task_type is None or task.task_type == task_type)
+                and (user_id is None or task.user_id == user_id)
             )
 
-        return await off_loop(self._page, matches, wanted is None or wanted.is_terminal(), limit, after)
+        unfiltered = wanted is None and task_type is None and user_id is None
+        archive = wanted is None or wanted.is_terminal()
+        return await off_loop(self._page, None if unfiltered else matches, archive, limit, after)
 
     def _page(
         self,
-        matches: Callable[[TaskStatus, str, str | None], bool],
+        matches: Callable[[_Listed], bool] | None,
         archive: bool,
         limit: int,
         after: Place | None,
@@ -258,21 +260,19 @@ class TaskMethods(ServiceCore):
         store.refresh()
         waiting = self._queue_positions()
         everything = self._newest_first()
-        live = [r for r in everything if matches(r.status, r.task_type, r.user_id)]
+        live = everything if matches is None else [r for r in everything if matches(r)]
         archived: list[ArchivedTask] = []
         if archive:
             store.archive.refresh()
             if entries := store.archive.newest_first():
                 ids = {r.task_id for r in everything}  # after a crash mid-archive a task is in both
-                archived = [
-                    e for e in entries if e.task_id not in ids and matches(e.status, e.task_type, e.user_id)
-                ]
+                archived = [e for e in entries if e.task_id not in ids and (matches is None or matches(e))]
         total = len(live) + len(archived)
         if after is not None:
             in_archive, key = after[0], after[1:]
-            live = [] if in_archive else [r for r in live if (r.created_ns, r.task_id) < key]
+            live = [] if in_archive else live[_first_older(live, key) :]
             if in_archive:
-                archived = [e for e in archived if (e.created_ns, e.task_id) < key]
+                archived = archived[_first_older(archived, key) :]
         shown = live[:limit]
         shown_archived = archived[: limit - len(shown)]
         views = [TaskStatusView.of(self._live(r), queue_position=waiting.get(r.task_id)) for r in shown]
@@ -562,3 +562,34 @@ def _parse_status(status: TaskStatus | str | None) -> TaskStatus | None:
             f"status {status!r} is not a task status" + (f" (did you mean {guess!r}?)." if guess else "."),
             f"Use one of: {', '.join(s.value for s in TaskStatus)}.",
         ) from None
+
+
+class _Listed(Protocol):
+    """What the listing filters on: a live task's record or an archived task's index entry."""
+
+    @property
+    def status(self) -> TaskStatus: ...
+    @property
+    def task_type(self) -> str: ...
+    @property
+    def user_id(self) -> str | None: ...
+
+
+class _Ordered(Protocol):
+    @property
+    def created_ns(self) -> int: ...
+    @property
+    def task_id(self) -> str: ...
+
+
+def _first_older(newest_first: Sequence[_Ordered], key: tuple[int, str]) -> int:
+    """The index of the first entry older than `key` (created_ns, task_id) in a newest-first list."""
+    low, high = 0, len(newest_first)
+    while low < high:
+        mid = (low + high) // 2
+        entry = newest_first[mid]
+        if (entry.created_ns, entry.task_id) < key:
+            high = mid
+        else:
+            low = mid + 1
+    return low
