@@ -130,7 +130,7 @@ async def test_a_small_task_overtakes_a_big_one_only_while_it_cannot_start_and_t
     async with TrainingService(
         queue_dir, models_dir, max_concurrent=4, poll_interval_s=0.05, admission=admission
     ) as svc:
-        running = (await svc.submit(spec | {"timeout_s": 5.0}, cpu_cores=cores - 1)).task_id
+        running = (await svc.submit(spec | {"timeout_s": 60.0}, cpu_cores=cores - 1)).task_id
         await started_at(svc, running)
         big = (await svc.submit(spec | {"n_parallel_trials": cores}, cpu_cores=cores)).task_id
         small = (await svc.submit(spec, cpu_cores=1)).task_id  # fits beside the running one
@@ -144,6 +144,7 @@ async def test_a_small_task_overtakes_a_big_one_only_while_it_cannot_start_and_t
             while not ((await svc.status(late)).waiting_for or "").startswith(f"held back: {big}, ahead"):
                 await anyio.sleep(0.05)
         assert (await svc.record(running)).status is TaskStatus.RUNNING
+        await svc.stop(running)  # it keeps its best so far and ends: every core is free
         big_start = await started_at(svc, big)
         late_start = await started_at(svc, late)
         records = {t: await svc.record(t) for t in (running, small)}

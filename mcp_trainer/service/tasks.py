@@ -45,6 +45,7 @@ from mcp_trainer.service.roots import Roots
 from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskPage, TaskStatusView, iso
 
@@ -123,10 +124,14 @@ class TaskMethods(ServiceCore):
         self, spec: Mapping[str, Any] | AnySpec, options: SubmitOptions
     ) -> tuple[TaskStatusView, bool]:
         parts = self._parts()
-        task_spec = parse_spec(spec)
-        task_spec = await off_loop(_checked, task_spec, self.roots)
+        parsed = parse_spec(spec)
         machine = parts.scheduler.metrics.machine_facts
-        resources = await off_loop(lambda: resolve_request(task_spec, options, machine()))
+
+        def checked() -> tuple[AnySpec, ResourceRequest]:  # one trip to a worker thread for both
+            task_spec = _checked(parsed, self.roots)
+            return task_spec, resolve_request(task_spec, options, machine())
+
+        task_spec, resources = await off_loop(checked)
         now = time.time()
         record = TaskRecord(
             task_id=new_task_id(now),
