@@ -5,9 +5,9 @@ figures go to a table printed at the end of the session.
 The figures, per scenario (tests assert every one is zero, except the time):
 
 - tasks: task files in the queue at the end.
-- lost: an acknowledged task (its submit answered with a task id) with no task file (nor one set aside in
-  corrupt/ with a reason), or any task not ended (queued, running, retrying) once the queue had ample
-  time to drain.
+- lost: an acknowledged task (its submit answered with a task id) with no valid task file in the queue
+  (one set aside in corrupt/ counts: it will never run), or any task not ended (queued, running,
+  retrying) once the queue had ample time to drain.
 - run twice: a task such that
   (a) the workers of two of its attempts (process groups whose stdout is its log) were seen alive at the
       same moment (sampled every 50 ms); or
@@ -17,7 +17,8 @@ The figures, per scenario (tests assert every one is zero, except the time):
       lost with its worker or server before it was recorded; or
   (c) its log shows more attempts starting ("attempt N of task ...") than its history records claims
       (transitions to running): a worker ran that no owner claimed; or
-  (d) its `attempts` differs from its claims minus its clean hand-backs, or an attempt began after a
+  (d) its `attempts` differs from its claims minus its clean hand-backs and its waits for disk space
+      (neither counts as an attempt), or an attempt began after a
       retrying transition with no reason: attempts beyond those expected, without a recorded reason; or
   (e) more than one complete model folder holds its model (its `model_<suffix>`, or another whose
       metadata names the task).
@@ -28,7 +29,7 @@ The figures, per scenario (tests assert every one is zero, except the time):
   server died, or the test ended.
 - corrupt left: entries of queue/ outside corrupt/ that are neither the queue's own files nor a plain
   task file that parses as the record its name says (torn or invalid records, links, temporary files
-  of dead writers).
+  of dead writers), and model folders published without a readable metadata.json.
 - recovery s: the longest time from a restart (or from space freed, or SIGCONT) until the queue began an
   attempt again (a transition to running in any task's history); "-" where nothing was restarted.
 """

@@ -243,21 +243,56 @@ def servers(*made: StdioServer) -> Iterator[list[StdioServer]]:
 # -- the kernel's view of the owner lock -------------------------------------------------------------
 
 
-def owner_lock_holders(queue_dir: Path) -> set[int]:
-    """The pids holding a flock on queue/.owner.lock, as the kernel has it (/proc/locks)."""
+def flock_holders(path: Path) -> set[int]:
+    """The pids holding a flock on `path`, as the kernel has it (/proc/locks)."""
     try:
-        st = (queue_dir / ".owner.lock").stat()
+        st = path.stat()
     except FileNotFoundError:
         return set()
-    inode = f":{st.st_ino} "
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     holders: set[int] = set()
     for line in Path("/proc/locks").read_text().splitlines():
         fields = line.split()
         if "->" in fields or "FLOCK" not in fields:
             continue  # a waiter, or another kind of lock
-        if inode in f"{fields[5]} ":
+        if fields[5] == file_id:
             holders.add(int(fields[4]))
     return holders
+
+
+def owner_lock_holders(queue_dir: Path) -> set[int]:
+    """The pids holding queue/.owner.lock: the processes that own the queue (one at most, ever)."""
+    return flock_holders(queue_dir / ".owner.lock")
+
+
+@dataclass
+class OwnerSampler:
+    """Samples every 20 ms in a thread who holds the queue's owner lock: every holder seen, and the most
+    holders seen at one moment."""
+
+    queue_dir: Path
+    holders: set[int] = field(default_factory=set)
+    most_at_once: int = 0
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> OwnerSampler:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            now = owner_lock_holders(self.queue_dir)
+            self.holders |= now
+            self.most_at_once = max(self.most_at_once, len(now))
+            self.samples += 1
 
 
 # -- worker processes ----------------------------------------------------------------------------------
@@ -267,11 +302,15 @@ def owner_lock_holders(queue_dir: Path) -> set[int]:
 class WorkerWatch:
     """Samples the worker processes of one queue every 50 ms in a thread: a worker (or trial process) is
     a process named `mcpt-worker` whose stdout is `queue/logs/<task_id>.log`; an attempt is its process
-    group. Notes every one seen, and every moment two attempts of one task were alive at once."""
+    group. Notes every one seen, every moment two attempts of one task were alive at once, and the
+    sessions of the workers: a server of the suite leads its own session, so a worker's session is the
+    server that started it (the test's own for a service in the test process)."""
 
     queue_dir: Path
     seen: dict[tuple[int, float], str] = field(default_factory=dict)  # (pid, start time) -> task id
     at_once: dict[str, set[int]] = field(default_factory=dict)  # task id -> the groups seen together
+    sessions: set[int] = field(default_factory=set)  # the sessions (servers) whose workers were seen
+    most_sessions_at_once: int = 0  # the most servers seen with workers alive at one moment
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -292,6 +331,7 @@ class WorkerWatch:
 
     def sample(self) -> None:
         groups: dict[str, set[int]] = {}
+        sessions: set[int] = set()
         for proc in psutil.process_iter(["name"]):
             if proc.info["name"] != "mcpt-worker":
                 continue
@@ -302,8 +342,11 @@ class WorkerWatch:
                 task_id = Path(out).stem
                 self.seen[(proc.pid, proc.create_time())] = task_id
                 groups.setdefault(task_id, set()).add(os.getpgid(proc.pid))
+                sessions.add(os.getsid(proc.pid))
             except (OSError, psutil.Error):
                 continue
+        self.sessions |= sessions
+        self.most_sessions_at_once = max(self.most_sessions_at_once, len(sessions))
         for task_id, pgids in groups.items():
             if len(pgids) > 1:
                 self.at_once.setdefault(task_id, set()).update(pgids)
@@ -321,6 +364,11 @@ class WorkerWatch:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         return found
+
+    def alive_tasks(self) -> list[str]:
+        """The tasks with a worker (or trial process) alive now."""
+        self.sample()
+        return sorted({task_id for _, task_id in self._living()})
 
     def _living(self) -> list[tuple[int, str]]:
         living = []
@@ -350,11 +398,20 @@ def all_ended(queue_dir: Path) -> bool:
     return all(r.status.is_terminal() for r in read_records(queue_dir).values())
 
 
-def corrupt_left(queue_dir: Path) -> list[str]:
+def corrupt_left(queue_dir: Path, models_dir: Path | None = None) -> list[str]:
     """Entries of the queue directory (outside corrupt/) that are neither the queue's own files nor a
-    plain task file that parses as the record its name says: a torn or invalid record, a link, a
-    temporary file a dead writer left."""
+    plain task file that parses as the record its name says (a torn or invalid record, a link, a
+    temporary file a dead writer left); and model folders published without a readable metadata.json
+    (those being assembled or deleted, named `.tmp-`/`.deleting-`, are the sweep's: not counted)."""
     bad = []
+    if models_dir is not None and models_dir.is_dir():
+        for entry in models_dir.iterdir():
+            if entry.name.startswith("."):
+                continue
+            try:
+                json.loads((entry / "metadata.json").read_text())
+            except (OSError, ValueError):
+                bad.append(f"{models_dir.name}/{entry.name}")
     for entry in queue_dir.iterdir():
         if entry.name in QUEUE_OWN_FILES:
             continue
@@ -406,9 +463,10 @@ class Audit:
 
 def audit(queue_dir: Path, models_dir: Path, acknowledged: set[str], watch: WorkerWatch | None) -> Audit:
     records = read_records(queue_dir)
-    corrupt_names = {p.name for p in (queue_dir / "corrupt").glob("task_*.json")}
+    set_aside = {p.name for p in (queue_dir / "corrupt").glob("task_*.json")}
     lost = [
-        f"{t}: no task file" for t in sorted(acknowledged - set(records)) if f"{t}.json" not in corrupt_names
+        f"{t}: no task file" + (" (set aside in corrupt/)" if f"{t}.json" in set_aside else "")
+        for t in sorted(acknowledged - set(records))
     ]
     lost += [f"{t}: still {r.status.value}" for t, r in sorted(records.items()) if not r.status.is_terminal()]
     run_twice: list[str] = []
@@ -416,7 +474,7 @@ def audit(queue_dir: Path, models_dir: Path, acknowledged: set[str], watch: Work
     for task_id, record in sorted(records.items()):
         run_twice += [f"{task_id}: {why}" for why in _run_twice(queue_dir, models_dir, record, watch)]
         wrong += [f"{task_id}: {why}" for why in _wrong_ending(models_dir, record)]
-    return Audit(len(records), lost, run_twice, wrong, corrupt_left(queue_dir))
+    return Audit(len(records), lost, run_twice, wrong, corrupt_left(queue_dir, models_dir))
 
 
 def _run_twice(queue_dir: Path, models_dir: Path, record: TaskRecord, watch: WorkerWatch | None) -> list[str]:
@@ -435,8 +493,11 @@ def _run_twice(queue_dir: Path, models_dir: Path, record: TaskRecord, watch: Wor
         why.append(f"{results} attempts produced a result; {reruns} re-run(s) recorded with a reason")
     if starts > claims:
         why.append(f"{starts} attempts started in its log, {claims} claimed in its history")
-    if record.attempts != claims - handed_back:
-        why.append(f"attempts is {record.attempts}; its history records {claims - handed_back}")
+    # A wait for disk space gives its attempt back (engine/retries.py), as a clean hand-back does.
+    disk_waits = sum(t.status is TaskStatus.RETRYING and t.note == "disk_full" for t in record.history)
+    if record.attempts != claims - handed_back - disk_waits:
+        counted = claims - handed_back - disk_waits
+        why.append(f"attempts is {record.attempts}; its history records {counted}")
     for before, after in zip(record.history, record.history[1:], strict=False):
         if after.status is TaskStatus.RUNNING and before.status is not TaskStatus.QUEUED and not before.note:
             why.append(f"an attempt began after '{before.status.value}' with no reason recorded")
