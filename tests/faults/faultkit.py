@@ -134,6 +134,29 @@ class StdioServer:
         params = {"name": tool, "arguments": arguments}
         self._send({"jsonrpc": "2.0", "id": self._next_id, "method": "tools/call", "params": params})
 
+    def call_many(
+        self, tool: str, calls: list[dict[str, Any]], timeout: float = 120.0
+    ) -> list[tuple[bool, Any]]:
+        """Send every call at once (pipelined, none waits for the one before), then read the answers;
+        they come back in the order of `calls`, each as `call` returns it."""
+        first = self._next_id + 1
+        for arguments in calls:
+            self.call_without_waiting(tool, arguments)
+        results: dict[int, tuple[bool, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while len(results) < len(calls):
+            message = self._read_message(deadline)
+            if "method" in message or not first <= message.get("id", 0) < first + len(calls):
+                continue
+            if "error" in message:
+                results[message["id"]] = (False, str(message["error"]))
+            elif message["result"].get("isError"):
+                content = message["result"].get("content", [])
+                results[message["id"]] = (False, " ".join(c.get("text", "") for c in content))
+            else:
+                results[message["id"]] = (True, message["result"].get("structuredContent"))
+        return [results[first + i] for i in range(len(calls))]
+
     def _request(self, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         self._next_id += 1
         wanted = self._next_id
