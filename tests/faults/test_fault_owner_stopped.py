@@ -47,12 +47,14 @@ def stop_outside_the_records_lock(server: StdioServer, queue_dir: Path) -> None:
     """SIGSTOP `server`, at a moment it does not hold queue/.records.lock: an owner stopped inside that
     lock blocks every other process's writes until it resumes (a known defect, reported, not this
     scenario's subject)."""
-    while True:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         server.signal(signal.SIGSTOP)
         if server.pid not in flock_holders(queue_dir / ".records.lock"):
             return
         server.signal(signal.SIGCONT)
         time.sleep(0.003)
+    raise AssertionError("the owner held queue/.records.lock at every try for 30 s")
 
 
 def test_an_owner_stopped_while_another_server_shares_the_queue_is_never_joined_by_a_second_owner(
