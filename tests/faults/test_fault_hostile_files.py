@@ -1,7 +1,8 @@
 """Scenario 5: hostile files dropped into a live queue while its tasks run: garbage, torn JSON (a record cut
 short), links (one to a valid record outside the queue), an oversized record, a FIFO, a folder, a record
 under another task's name, a name that is no task id. Each is set aside in queue/corrupt/ with its
-reason, none is run or followed, and every real task completes as if nothing happened."""
+reason (exactly once, though the owner and a second server both scan the queue), none is run or
+followed, and every real task completes as if nothing happened."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import anyio
 import pytest
 
 from faults.faultfigures import FaultFigures
-from faults.faultkit import SEED, WorkerWatch, audit, read_records, search, tiny
+from faults.faultkit import SEED, StdioServer, WorkerWatch, audit, read_records, search, servers, tiny
 from mcp_trainer import TaskRecord, TaskStatus, TrainingService
 from mcp_trainer.engine.store import MAX_RECORD_BYTES
 from mcp_trainer.ids import new_task_id
@@ -98,8 +99,10 @@ async def test_hostile_files_dropped_into_a_live_queue_are_set_aside_and_its_tas
     outside = tmp_path / "outside"
     outside.mkdir()
     dropped: dict[str, str] = {}  # file name -> the words its reason must contain
-    with WorkerWatch(queue_dir) as watch:
+    reader = StdioServer(queue_dir, models_dir, tmp_path, "--no-execute")  # a second process that scans too
+    with WorkerWatch(queue_dir) as watch, servers(reader):
         async with TrainingService(queue_dir, models_dir, max_concurrent=2, poll_interval_s=0.05) as svc:
+            await anyio.to_thread.run_sync(lambda: reader.start().initialize())
             specs = [search(blobs_csv, 8), tiny(blobs_csv)] * 4
             ids = [(await svc.submit(spec, cpu_cores=1)).task_id for spec in specs[:4]]
             makers = hostile_makers(outside, await svc.record(ids[0]))
@@ -111,8 +114,12 @@ async def test_hostile_files_dropped_into_a_live_queue_are_set_aside_and_its_tas
                         await anyio.sleep(rng.uniform(0.0, 0.3))  # pacing: the drops spread over the runs
                         if len(ids) < len(specs):
                             ids.append((await svc.submit(specs[len(ids)], cpu_cores=1)).task_id)
-                        page = await svc.list_tasks(limit=100)  # reads go on
+                        page = await svc.list_tasks(limit=100)  # reads go on, here and in the reader
                         assert {t.task_id for t in page.tasks} >= set(ids), kind
+                        ok, listed = await anyio.to_thread.run_sync(
+                            lambda: reader.call("list_training_tasks", {"limit": 100})
+                        )
+                        assert ok and {t["task_id"] for t in listed["tasks"]} >= set(ids), (kind, listed)
                 await svc.drain(timeout_s=100)
             records = [await svc.record(t) for t in ids]
         orphans = await anyio.to_thread.run_sync(watch.orphans)
