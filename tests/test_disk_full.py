@@ -14,10 +14,11 @@ import anyio
 import pytest
 
 from mcp_trainer import ErrorKind, TaskRecord, TaskStatus, TrainingService
+from mcp_trainer.engine import outcome
 from mcp_trainer.engine.failures import classify_exception
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.store import TaskStore
-from mcp_trainer.ids import new_task_id
+from mcp_trainer.ids import model_id_for, new_task_id
 from mcp_trainer.specs.tabular import TabularSpec
 
 pytestmark = pytest.mark.anyio
@@ -49,7 +50,10 @@ async def test_an_ending_the_full_disk_kept_from_the_record_is_written_once_ther
             while not list(models_dir.glob("model_*/metadata.json")):  # the worker finished and saved
                 await anyio.sleep(0.05)
         await anyio.sleep(1.5)  # several tries of the write, all failing
-        assert (await svc.status(task_id)).status is TaskStatus.RUNNING
+        assert TaskStore(QueueLayout.at(queue_dir)).get(task_id).status is TaskStatus.RUNNING  # the file
+        seen = await svc.status(task_id)  # the owner shows the ending it holds, and why it is not written
+        assert seen.status is TaskStatus.COMPLETED
+        assert any("its task file could not be written" in w for w in seen.warnings)
         full.clear()
         done = await svc.wait(task_id, timeout_s=10)
     assert done.status is TaskStatus.COMPLETED and done.model_id is not None
@@ -113,3 +117,22 @@ def test_an_unexplained_error_on_a_full_disk_is_disk_full(full_disk: Path) -> No
     error = classify_exception(AssertionError("Should not reach"), (full_disk,))
     assert error.kind is ErrorKind.DISK_FULL
     assert "Free disk space" in (error.hint or "")
+
+
+async def test_an_ending_the_disk_kept_from_the_task_file_shows_in_the_owners_status_with_a_warning(
+    queue_dir: Path, models_dir: Path
+) -> None:
+    spec = TabularSpec(task_type="svm_classification", data_source="/d.csv", target_column="y")
+    record = TaskRecord(task_id=new_task_id(), spec=spec)
+    record.transition(TaskStatus.RUNNING)
+    record.attempts = 1
+    async with TrainingService(queue_dir, models_dir, execute=False) as svc:
+        svc._parts().store.create(record)
+        result = {"model_id": model_id_for(record.task_id), "model_dir": str(models_dir / "m")}
+        ending = outcome.Ending("result", result, None, False, False, "exited with code 0")
+        svc._parts().scheduler._unrecorded[record.task_id] = ending  # as _record keeps it on ENOSPC
+        view = await svc.status(record.task_id)
+        assert view.status is TaskStatus.COMPLETED
+        assert any("its task file could not be written" in w for w in view.warnings)
+        assert (await svc.record(record.task_id)).status is TaskStatus.COMPLETED
+        assert svc._parts().store.get(record.task_id).status is TaskStatus.RUNNING  # the file: not yet

@@ -118,6 +118,11 @@ class Scheduler:
         entry = self._running.get(task_id)
         return entry.progress if entry else None
 
+    def pending_ending(self, task_id: str) -> outcome.Ending | None:
+        """How a task's attempt ended when that could not be written to its task file yet (a full disk);
+        it is written as soon as the disk has room."""
+        return self._unrecorded.get(task_id)
+
     def wake(self) -> None:
         self._wake.set()
 

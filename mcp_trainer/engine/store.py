@@ -27,6 +27,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from mcp_trainer.engine.archive import TaskArchive, ended_at
+from mcp_trainer.engine.flocks import acquire
 from mcp_trainer.engine.layout import TASK_SUFFIX, QueueLayout
 from mcp_trainer.engine.processes import pid_alive
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError
@@ -75,6 +76,7 @@ class TaskStore:
         layout.create()
         self._lock_fd = os.open(layout.records_lock, os.O_RDWR | os.O_CREAT, 0o644)
         self._flock_guard = threading.RLock()  # one thread of this process at a time in the flock
+        self._lock_depth = 0  # nested holds of the flock by the thread in it
         self._cache_guard = threading.Lock()  # short: guards the dicts below, never held across I/O
         self._cache: dict[str, tuple[_Sig, TaskRecord]] = {}
         self._waiting: dict[str, TaskRecord] = {}  # the queued and retrying subset of the cache
@@ -94,13 +96,20 @@ class TaskStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the queue-wide record lock (threads of this process and other processes alike)."""
+        """Hold the queue-wide record lock (threads of this process and other processes alike). Nested
+        holds by one thread take it once (an inner release must not drop the outer hold). Another process
+        that holds it for over LOCK_WAIT_S (stopped, hung) makes this raise TrainerError naming it."""
         with self._flock_guard:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            outermost = self._lock_depth == 0
+            if outermost:
+                acquire(self._lock_fd, self.layout.records_lock)
+            self._lock_depth += 1
             try:
                 yield
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                self._lock_depth -= 1
+                if outermost:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # -- the cache -----------------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from mcp_trainer.offload import off_loop
 from mcp_trainer.polling import poll_until
 from mcp_trainer.preflight.finetune import check_finetune
 from mcp_trainer.preflight.tabular import check_dataset
-from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition
+from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition, with_warning
 from mcp_trainer.service.audit import AuditRecord, audited
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.monitoring import alerts_of, fresh_samples, history_of
@@ -50,6 +50,11 @@ from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskPage, TaskStatusView, iso
 
 __all__ = ["ProgressCallback", "TaskMethods"]
+
+_UNWRITTEN = (
+    "its attempt ended ({status}) but its task file could not be written (is the queue's disk full?); "
+    "this server writes it as soon as there is room, and until then other servers still see it running"
+)
 
 ProgressCallback = Callable[[TaskStatusView], Awaitable[None]]
 MAX_LOG_LINES = 5000
@@ -177,10 +182,20 @@ class TaskMethods(ServiceCore):
         return self._live(record), archived
 
     def _live(self, record: TaskRecord) -> TaskRecord:
-        live = self._parts().scheduler.live_progress(record.task_id)
-        if live is not None and record.status is TaskStatus.RUNNING:
-            return record.model_copy(update={"progress": live})
-        return record
+        """The record as this process knows it: live progress of a task it runs, and an ending it could not
+        write yet (a full disk) applied, with a warning saying so."""
+        scheduler = self._parts().scheduler
+        if record.status is not TaskStatus.RUNNING:
+            return record
+        pending = scheduler.pending_ending(record.task_id)
+        if pending is not None:
+            draft = record.model_copy(deep=True)
+            outcome.finish(draft, pending)
+            note = _UNWRITTEN.format(status=draft.status.value)
+            draft.progress.warnings = with_warning(draft.progress.warnings, note)
+            return draft
+        live = scheduler.live_progress(record.task_id)
+        return record if live is None else record.model_copy(update={"progress": live})
 
     def _view(self, record: TaskRecord, archived: bool = False) -> TaskStatusView:
         if archived:
