@@ -4,6 +4,7 @@ The public Python API is exactly `__all__`; it never imports `mcp`. ARCHITECTURE
 """
 
 from mcp_trainer.engine.admission import Thresholds
+from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoundError, TrainerError
 from mcp_trainer.records import ErrorKind, Priority, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
@@ -14,10 +15,12 @@ from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.version import __version__
 from mcp_trainer.views.maintenance import MaintenanceReport
-from mcp_trainer.views.tasks import QueueStatus, TaskPage, TaskStatusView
+from mcp_trainer.views.tasks import AlertsView, QueueStatus, TaskListItem, TaskPage, TaskStatusView
 
 __all__ = [
     "AdmissionConfig",
+    "AlertRules",
+    "AlertsView",
     "ErrorKind",
     "FinetuneSpec",
     "InvalidInputError",
@@ -29,6 +32,7 @@ __all__ = [
     "SubmitOptions",
     "TabularSpec",
     "TaskError",
+    "TaskListItem",
     "TaskNotFoundError",
     "TaskPage",
     "TaskRecord",

@@ -47,7 +47,7 @@ from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.sources import parse_source
-from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskPage, TaskStatusView, iso
+from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskListItem, TaskPage, TaskStatusView, iso
 
 __all__ = ["ProgressCallback", "TaskMethods"]
 
@@ -300,6 +300,7 @@ class TaskMethods(ServiceCore):
             record = store.archive.read(entry)
             if record is not None:
                 views.append(TaskStatusView.of(record, archived=True))
+        items = [TaskListItem.of(v) for v in views]
         next_cursor = None
         if len(live) + len(archived) > limit:
             if shown_archived:
@@ -307,7 +308,7 @@ class TaskMethods(ServiceCore):
                 next_cursor = encode_cursor(last.created_ns, last.task_id, archived=True)
             elif shown:
                 next_cursor = encode_cursor(shown[-1].created_ns, shown[-1].task_id)
-        return TaskPage(tasks=views, total=total, next_cursor=next_cursor)
+        return TaskPage(tasks=items, total=total, next_cursor=next_cursor)
 
     async def queue_status(self) -> QueueStatus:
         """True counts from the task files, the limit, who executes, and the machine's load."""

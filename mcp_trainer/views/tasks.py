@@ -12,7 +12,7 @@ from mcp_trainer.machine import MachineStatus
 from mcp_trainer.records import Alert, Priority, TaskError, TaskRecord, TaskStatus, TrainingProgress
 from mcp_trainer.specs.resources import Grant, ResourceRequest
 
-__all__ = ["AlertsView", "MetricPoint", "QueueStatus", "TaskPage", "TaskStatusView", "iso"]
+__all__ = ["AlertsView", "MetricPoint", "QueueStatus", "TaskListItem", "TaskPage", "TaskStatusView", "iso"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -129,10 +129,41 @@ class TaskStatusView(BaseModel):
         )
 
 
+class TaskListItem(BaseModel):
+    """A task in a listing: what it is, where it stands, its model; get_task_status has the rest."""
+
+    task_id: str
+    name: str | None
+    task_type: str
+    user_id: str | None
+    status: TaskStatus
+    progress: float = Field(description="overall percent, 0-100")
+    phase: str
+    trial: int | None = None
+    n_trials: int | None = None
+    best_score: float | None = None
+    queue_position: int | None = None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    model_id: str | None = None
+    error_kind: str | None = Field(None, description="failed or retrying: the kind of error")
+    alerts: int = Field(0, description="alerts of a running task (get_task_status says which)")
+    archived: bool = False
+
+    @classmethod
+    def of(cls, view: TaskStatusView) -> TaskListItem:
+        return cls(
+            **view.model_dump(include=set(cls.model_fields) - {"error_kind", "alerts"}),
+            error_kind=view.error.kind.value if view.error else None,
+            alerts=len(view.alerts),
+        )
+
+
 class TaskPage(BaseModel):
     """One page of tasks, newest first."""
 
-    tasks: list[TaskStatusView]
+    tasks: list[TaskListItem]
     total: int = Field(description="tasks matching the filters, over all pages")
     next_cursor: str | None = Field(
         None, description="pass it as `cursor` for the next page; null on the last"
