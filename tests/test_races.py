@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
@@ -235,3 +236,27 @@ async def test_a_task_whose_owner_does_not_respond_is_cancelled_by_another_proce
     record = TaskStore(QueueLayout.at(queue_dir)).get(task_id)
     assert record.status is TaskStatus.CANCELLED
     assert "did not respond" in (record.history[-1].note or "")
+
+
+def test_a_reader_never_sees_no_owner_while_the_owner_rewrites_its_heartbeat(queue_dir: Path) -> None:
+    from mcp_trainer.engine.owner import OwnerLock
+
+    layout = QueueLayout.at(queue_dir)
+    layout.create()
+    owner, reader = OwnerLock(layout, 3), OwnerLock(layout, 3)
+    assert owner.try_acquire()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            owner.beat()
+
+    beater = threading.Thread(target=beat)
+    beater.start()
+    try:
+        seen = [reader.holder_info().get("pid") for _ in range(3000)]
+    finally:
+        stop.set()
+        beater.join()
+        owner.release()
+    assert set(seen) == {os.getpid()}  # a truncate-then-write heartbeat showed no owner now and then

@@ -21,6 +21,9 @@ __all__ = ["OwnerInfo", "OwnerLock"]
 OwnerInfo = dict[str, float]
 
 
+_INFO_BYTES = 128  # the owner's info is written at this fixed width
+
+
 class OwnerLock:
     """A non-blocking exclusive flock on the queue's owner lock file."""
 
@@ -48,8 +51,9 @@ class OwnerLock:
         if self._fd is None:
             return
         info = json.dumps({"pid": os.getpid(), "limit": self.limit, "beat": round(time.time(), 3)}).encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, info, 0)
+        # Overwritten in place at a fixed width (JSON allows the trailing spaces), never truncated first:
+        # a reader between a truncate and a write saw an empty file, so no owner, while there was one.
+        os.pwrite(self._fd, info.ljust(_INFO_BYTES), 0)
 
     def release(self) -> None:
         if self._fd is not None:
@@ -65,10 +69,15 @@ class OwnerLock:
     def holder_info(self) -> OwnerInfo:
         """The pid, concurrency limit and last heartbeat (`beat`, a time) the current owner wrote; empty
         when nobody owns the queue."""
-        try:
-            info = json.loads(self.path.read_text() or "{}")
-        except (FileNotFoundError, ValueError):
-            return {}
+        info: object = {}
+        for _ in range(3):  # a read that meets a write in flight (from an older version: a truncate) again
+            try:
+                info = json.loads(self.path.read_text() or "{}")
+                break
+            except FileNotFoundError:
+                return {}
+            except ValueError:
+                time.sleep(0.002)
         if not isinstance(info, dict) or not isinstance(info.get("pid"), int):
             return {}
         if not pid_alive(info["pid"]):

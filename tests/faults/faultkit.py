@@ -32,6 +32,8 @@ QUEUE_OWN_FILES = {
     ".owner.lock",
     ".model-signing-key",
     ".http-token",
+    "audit.jsonl",  # the audit log of changing calls
+    "archive",  # records of tasks that ended long ago (maintenance)
     "corrupt",
     "logs",
     "work",
