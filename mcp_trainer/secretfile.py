@@ -33,13 +33,25 @@ def load_or_create_secret(path: Path, what: str) -> str:
 
 
 def ensure_secret(path: Path, what: str) -> tuple[str, bool]:
-    """`load_or_create_secret`, saying whether this call created the file (True) or read it (False)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
+    """`load_or_create_secret`, saying whether this call created the file (True) or read it (False).
+
+    The secret is written whole to a temporary file, then linked into place (link fails if the name
+    exists): two processes starting at once never see the file empty, and exactly one secret wins."""
+    if path.exists() or path.is_symlink():
         return _read(path, what), False
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(secrets.token_urlsafe(32) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process created it first: use theirs
+            return _read(path, what), False
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("generated a %s in %s", what, path)
     return _read(path, what), True
 

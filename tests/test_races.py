@@ -260,3 +260,28 @@ def test_a_reader_never_sees_no_owner_while_the_owner_rewrites_its_heartbeat(que
         beater.join()
         owner.release()
     assert set(seen) == {os.getpid()}  # a truncate-then-write heartbeat showed no owner now and then
+
+
+def test_servers_creating_the_signing_key_at_once_all_get_the_same_key_and_none_fails(tmp_path: Path) -> None:
+    from mcp_trainer.secretfile import ensure_secret
+
+    path = tmp_path / ".model-signing-key"
+    start = threading.Barrier(16)
+    results: list[tuple[str, bool] | Exception] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            results.append(ensure_secret(path, "model signing key"))
+        except Exception as exc:  # the race: one saw the file before the other had written it
+            results.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert len({r[0] for r in results if isinstance(r, tuple)}) == 1
+    assert sum(1 for r in results if isinstance(r, tuple) and r[1]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [".model-signing-key"]  # no temporary file left
