@@ -65,16 +65,6 @@ def load_report(
         else:
             images[name] = data
             total += len(data)
-    entries = [
-        ReportPlot(
-            name=name,
-            file=str(path),
-            bytes=len(images[name]) if name in images else path.stat().st_size,
-            description=REPORT_PLOTS[name],
-            included=name in images,
-        )
-        for name, path in available.items()
-    ]
 
     notes: list[str] = []
     if being_drawn:
@@ -100,12 +90,25 @@ def load_report(
     report = ModelReport(
         model_id=model_id,
         summary=summary,
-        plots=entries,
+        plots=_entries(available, images),
         not_drawn={n: why for n, why in not_drawn.items() if n not in available},
         being_drawn=being_drawn,
         note=" ".join(notes) or None,
     )
     return report, images
+
+
+def _entries(available: dict[str, Path], images: dict[str, bytes]) -> list[ReportPlot]:
+    return [
+        ReportPlot(
+            name=name,
+            file=str(path),
+            bytes=len(images[name]) if name in images else path.stat().st_size,
+            description=REPORT_PLOTS[name],
+            included=name in images,
+        )
+        for name, path in available.items()
+    ]
 
 
 def _not_drawn(recorded: dict[str, Any] | None) -> dict[str, str]:
