@@ -240,6 +240,8 @@ def test_a_plot_that_fails_to_draw_never_fails_the_training_task(
     )
     result = SklearnTrainer().run(ctx)  # inline, in this process: the patched renderer is the one used
     folder = Path(result.model_dir) / "reports"
+    assert not (folder / "confusion_matrix.png").exists()  # the plots come after the result
+    ctx.run_after_result()
     assert not (folder / "roc_curve.png").exists()
     for plot in ("confusion_matrix", "pr_curve", "optimization_history"):
         assert_small_valid_png((folder / f"{plot}.png").read_bytes())

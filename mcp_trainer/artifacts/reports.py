@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_trainer.artifacts.model_dir import REPORT_PLOTS, REPORTS_DIR, SUMMARY_FILE, model_dir, read_metadata
+from mcp_trainer.artifacts.plots_state import plots_in_flight
 from mcp_trainer.errors import InvalidInputError
 from mcp_trainer.views.models import ModelReport, ReportPlot
 
@@ -28,8 +29,9 @@ def load_report(
 
     `plots` names the plots wanted (`roc_curve` or `roc_curve.png`); None means all of them, [] none.
     Plots beyond `max_bytes` in total are listed but left out (the first one wanted always comes), and
-    the note says how to ask for them. Raises InvalidInputError for an unknown model, an unknown plot
-    name, or a plot this model does not have. Blocking: call it in a thread.
+    the note says how to ask for them. Plots still being drawn (the task completed before them) are
+    listed in `being_drawn`, never an error. Raises InvalidInputError for an unknown model, an unknown
+    plot name, or a plot this model does not have. Blocking: call it in a thread.
     """
     meta = read_metadata(models_dir, model_id)
     reports = model_dir(models_dir, model_id) / REPORTS_DIR
@@ -41,8 +43,14 @@ def load_report(
         name: reports / f"{name}.png" for name in REPORT_PLOTS if (reports / f"{name}.png").is_file()
     }
     recorded: dict[str, Any] | None = meta.get("plots") if isinstance(meta.get("plots"), dict) else None
-    not_drawn = _not_drawn(recorded)
-    wanted = list(available) if plots is None else _wanted(model_id, plots, available, not_drawn, recorded)
+    being_drawn, missing = plots_in_flight(recorded)
+    being_drawn = [n for n in being_drawn if n not in available]
+    not_drawn = {**_not_drawn(recorded), **missing}
+    wanted = (
+        list(available)
+        if plots is None
+        else _wanted(model_id, plots, available, not_drawn, recorded, being_drawn)
+    )
 
     images: dict[str, bytes] = {}
     left_out: list[str] = []
@@ -57,18 +65,13 @@ def load_report(
         else:
             images[name] = data
             total += len(data)
-    entries = [
-        ReportPlot(
-            name=name,
-            file=str(path),
-            bytes=len(images[name]) if name in images else path.stat().st_size,
-            description=REPORT_PLOTS[name],
-            included=name in images,
-        )
-        for name, path in available.items()
-    ]
 
     notes: list[str] = []
+    if being_drawn:
+        notes.append(
+            f"Still being drawn (the model is ready; its plots follow): {', '.join(being_drawn)}. "
+            "Ask again in a few seconds."
+        )
     if recorded is None and not available:
         notes.append(
             "This model was trained before report plots existed: its summary is all there is. "
@@ -87,11 +90,25 @@ def load_report(
     report = ModelReport(
         model_id=model_id,
         summary=summary,
-        plots=entries,
+        plots=_entries(available, images),
         not_drawn={n: why for n, why in not_drawn.items() if n not in available},
+        being_drawn=being_drawn,
         note=" ".join(notes) or None,
     )
     return report, images
+
+
+def _entries(available: dict[str, Path], images: dict[str, bytes]) -> list[ReportPlot]:
+    return [
+        ReportPlot(
+            name=name,
+            file=str(path),
+            bytes=len(images[name]) if name in images else path.stat().st_size,
+            description=REPORT_PLOTS[name],
+            included=name in images,
+        )
+        for name, path in available.items()
+    ]
 
 
 def _not_drawn(recorded: dict[str, Any] | None) -> dict[str, str]:
@@ -111,6 +128,7 @@ def _wanted(
     available: dict[str, Path],
     not_drawn: dict[str, str],
     recorded: dict[str, Any] | None,
+    being_drawn: list[str],
 ) -> list[str]:
     has = ", ".join(available) or "none"
     wanted: list[str] = []
@@ -121,6 +139,8 @@ def _wanted(
                 f"Unknown plot {requested!r}.",
                 f"Plot names are {', '.join(REPORT_PLOTS)}; model {model_id} has: {has}.",
             )
+        if name in being_drawn:  # not an error: the answer lists it as being drawn
+            continue
         if name not in available:
             why = not_drawn.get(name) or (
                 "it was trained before report plots existed"

@@ -21,6 +21,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from mcp_trainer.artifacts.model_dir import delete_model_dir, sweep_unfinished
+from mcp_trainer.artifacts.plots_state import mark_plots_missing
 from mcp_trainer.engine import outcome
 from mcp_trainer.engine.alerts import AlertRules, TaskWatch, merge, task_alerts
 from mcp_trainer.engine.executor import Executor, RunHandle
@@ -42,6 +43,7 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 _PERSIST_PROGRESS_EVERY_S = 1.0
 _STOP_WAIT_S = 10.0
+_AFTER_RESULT_WAIT_S = 10.0  # at shutdown, how long a completed task's worker may go on drawing its plots
 _MAINTAIN_EVERY_S = 1.0
 _SWEEP_EVERY_S = 60.0
 _UNFINISHED_AFTER_S = 6 * 3600.0  # a model folder untouched this long is abandoned whoever named it
@@ -59,6 +61,8 @@ class _Running:
     cancel: bool = False
     finish_sent: bool = False
     ending: tuple[str, dict[str, Any]] | None = None
+    recorded: bool = False  # the ending is recorded (a result is, as soon as it arrives)
+    after_done: bool = False  # the worker finished its work after the result (the report plots)
     watch: TaskWatch = field(default_factory=lambda: TaskWatch(time.time()))
     alerts: list[Alert] = field(default_factory=list)  # as last written to the record
     alerts_written_at: float = 0.0
@@ -300,7 +304,7 @@ class Scheduler:
         task_id = entry.record.task_id
         try:
             await self._run_attempt(entry)
-            await self._record(entry)
+            await self._record_or_follow_up(entry)
         except anyio.get_cancelled_exc_class():
             # The scope around the service was cancelled (a client or host went away): hand the task
             # back to the queue as a clean shutdown would, rather than leave it "running".
@@ -309,7 +313,7 @@ class Scheduler:
                 if entry.handle is not None:
                     await self.executor.stop(entry.handle)
                     await self.executor.wait_gone(entry.handle, 5.0)
-                await self._record(entry)
+                await self._record_or_follow_up(entry)
             raise
         finally:
             self._running.pop(task_id, None)
@@ -337,12 +341,37 @@ class Scheduler:
                     progress = outcome.progress_or_none(payload)
                     if progress is not None:
                         await self._on_progress(entry, progress)
-                elif kind in ("result", "error", "stopped"):
+                elif kind == "result":
+                    # The model is saved: the task is completed now, while its worker goes on drawing the
+                    # report plots (it keeps its slot and grant until it exits).
                     entry.ending = (kind, payload)
+                    await self._record(entry)
+                elif kind in ("error", "stopped"):
+                    entry.ending = (kind, payload)
+                elif kind == "after_done":
+                    entry.after_done = True
+
+    async def _record_or_follow_up(self, entry: _Running) -> None:
+        """Once the worker is gone: record its ending, or, when its result was recorded already, mark the
+        plots it did not draw missing (it was killed, or crashed, after the result)."""
+        if not entry.recorded:
+            await self._record(entry)
+            return
+        if entry.after_done or entry.ending is None or entry.ending[0] != "result":
+            return
+        model_id = str(entry.ending[1].get("model_id"))
+        how = entry.handle.exit_description() if entry.handle else "ended"
+        reason = f"the worker {how} after the task completed, before it drew this plot; train again to get it"
+        try:
+            if await off_loop(mark_plots_missing, self.models_dir, model_id, reason):
+                log.warning("model %s: its worker %s before drawing all its plots", model_id, how)
+        except Exception:  # the reader says they are missing all the same (plots_state.py)
+            log.exception("could not mark the missing plots of %s", model_id)
 
     async def _record(self, entry: _Running) -> None:
         """Write how the attempt ended; when the write fails (a full disk), keep the ending and retry it
         about once a second until it is recorded."""
+        entry.recorded = True
         kind, payload = entry.ending or (None, {})
         end = outcome.Ending(
             kind=kind,
@@ -412,10 +441,20 @@ class Scheduler:
             async with anyio.create_task_group() as tg:
                 for entry in entries:
                     if entry.handle is not None:
-                        tg.start_soon(self.executor.stop, entry.handle)
+                        tg.start_soon(self._stop_on_shutdown, entry)
             with anyio.move_on_after(_STOP_WAIT_S):
                 for entry in entries:
                     await entry.finished.wait()
+
+    async def _stop_on_shutdown(self, entry: _Running) -> None:
+        """A completed task's worker only draws its plots: give it a while to finish them."""
+        assert entry.handle is not None
+        if entry.recorded:
+            with anyio.move_on_after(_AFTER_RESULT_WAIT_S):
+                await entry.finished.wait()
+            if entry.finished.is_set():
+                return
+        await self.executor.stop(entry.handle)
 
 
 def _noting(handle: RunHandle) -> Callable[[TaskRecord], None]:

@@ -1,8 +1,9 @@
 """The worker process's side: isolate, log to the task's file, run the trainer, report, classify errors.
 
 Runs in a process forked from the forkserver (see local.py). Talks to its owner over one pipe:
-it sends ("started" | "progress" | "result" | "error" | "stopped", payload); it receives ("stop", {})
-(give up) and ("finish", {}) (end the work now and keep the best so far).
+it sends ("started" | "progress" | "result" | "error" | "stopped", payload), and after a result the
+trainer's work left for later (the report plots, `ctx.later`) then ("after_done", {}); it receives
+("stop", {}) (give up) and ("finish", {}) (end the work now and keep the best so far).
 """
 
 from __future__ import annotations
@@ -173,10 +174,24 @@ def worker_main(
         conn.send(("error", classify_exception(exc, disks).model_dump(mode="json")))
     else:
         log.info("completed: model %s", result.model_id)
-        conn.send(("result", result.model_dump(mode="json")))
+        conn.send(("result", result.model_dump(mode="json")))  # the owner records it completed at once
+        _after_result(ctx)
+        conn.send(("after_done", {}))
     finally:
         logging.shutdown()
         conn.close()
+
+
+def _after_result(ctx: WorkerContext) -> None:
+    """The work a trainer left for after its result (ctx.later: the report plots); its failure is logged
+    and costs only what it makes."""
+    started = time.perf_counter()
+    try:
+        ctx.run_after_result()
+    except BaseException:
+        log.error("the work after the result failed:\n%s", traceback.format_exc())
+    else:
+        log.info("after the result: done in %.3f s", time.perf_counter() - started)
 
 
 def job_main(conn: Connection, target: str, kwargs: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from mcp_trainer.artifacts.model_dir import (
     model_dir,
     read_metadata,
 )
+from mcp_trainer.artifacts.plots_state import plots_in_flight
 from mcp_trainer.artifacts.reports import MAX_REPORT_BYTES, load_report
 from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.ids import check_model_id
@@ -78,8 +79,12 @@ class ModelMethods(ServiceCore):
         def read() -> ModelInfo:
             meta = read_metadata(self.models_dir, model_id)
             reports_dir = model_dir(self.models_dir, model_id) / REPORTS_DIR
-            reports = sorted(p.name for p in reports_dir.iterdir()) if reports_dir.is_dir() else []
-            return ModelInfo.full(meta, reports)
+            reports = (
+                sorted(p.name for p in reports_dir.iterdir() if not p.name.startswith("."))
+                if reports_dir.is_dir()
+                else []
+            )
+            return ModelInfo.full(meta, reports, plots_in_flight(meta.get("plots"))[0])
 
         return await off_loop(read)
 

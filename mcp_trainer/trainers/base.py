@@ -53,6 +53,8 @@ class WorkerContext:
     cpu_share: int | None = None
     min_interval_s: float = 0.25
     progress: Progress = field(default_factory=lambda: Progress(phase="starting"))
+    # Work left for after the result is sent (the report plots): the task completes without waiting.
+    after_result: list[Callable[[], None]] = field(default_factory=list)
     _last_sent: float = 0.0
 
     @property
@@ -72,6 +74,17 @@ class WorkerContext:
         if message not in self.progress.warnings:
             logging.getLogger("mcp_trainer.worker").warning("%s", message)  # the log keeps every one
             self.report(warnings=with_warning(self.progress.warnings, message), force=True)
+
+    def later(self, work: Callable[[], None]) -> None:
+        """Do `work` after the result is sent: the task is completed (its model usable) meanwhile, and the
+        worker process stays until it is done. `work` must never raise; a crash in it costs only what
+        it makes (the saved model stays)."""
+        self.after_result.append(work)
+
+    def run_after_result(self) -> None:
+        """Run the work left for after the result, in order (the worker calls it)."""
+        while self.after_result:
+            self.after_result.pop(0)()
 
     def check_stop(self) -> None:
         """Raise StopRequested if the task was asked to stop; call it between units of work."""
@@ -95,7 +108,8 @@ class Trainer(ABC):
     """Runs one task to completion inside a worker process.
 
     `run` reports progress through `ctx.report`, calls `ctx.check_stop()` between units of work (trials,
-    epochs), writes its model under `ctx.models_dir / ctx.model_id`, and returns the result. It raises
+    epochs), writes its model under `ctx.models_dir / ctx.model_id`, and returns the result; what need
+    not delay the task's completion (drawing report plots) it leaves to `ctx.later`. It raises
     `TaskFailure` (with its kind: data_error, timeout, divergence, ...) for a failure the caller can act
     on and `StopRequested` when asked to stop; anything else is treated as a failure of the trainer
     (internal). A trainer that can resume keeps its state under `ctx.work_dir`.

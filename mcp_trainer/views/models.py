@@ -75,9 +75,12 @@ class ModelInfo(ModelSummary):
         description="permutation importances on the held-out split (every model), and the model's own"
     )
     reports: list[str]
+    plots_being_drawn: list[str] = Field(default_factory=list, description="get_model_report lists them soon")
 
     @classmethod
-    def full(cls, meta: dict[str, Any], reports: list[str]) -> ModelInfo:
+    def full(
+        cls, meta: dict[str, Any], reports: list[str], being_drawn: list[str] | None = None
+    ) -> ModelInfo:
         return cls(
             **ModelSummary.of(meta).model_dump(),
             best_params=meta.get("best_params") or {},
@@ -96,6 +99,7 @@ class ModelInfo(ModelSummary):
             parameters=meta.get("parameters") or {},
             feature_importances=meta.get("feature_importances") or {},
             reports=reports,
+            plots_being_drawn=being_drawn or [],
         )
 
 
@@ -146,4 +150,7 @@ class ModelReport(BaseModel):
     summary: str = Field(description="reports/summary.md: task, data, best parameters, metrics, plots")
     plots: list[ReportPlot] = Field(description="the plots this model has, in report order")
     not_drawn: dict[str, str] = Field(description="plots this model lacks, with the reason")
+    being_drawn: list[str] = Field(
+        default_factory=list, description="plots still being drawn; ask again soon"
+    )
     note: str | None = Field(None, description="what was left out of this answer and how to ask for it")

@@ -20,7 +20,7 @@ from mcp_trainer.ids import model_id_for
 pytestmark = [pytest.mark.faults, pytest.mark.anyio]
 
 TASKS = 16
-LATE_PHASES = ["evaluating", "reporting", "saving", "done"]  # a tabular task's last phases, in order
+LATE_PHASES = ["evaluating", "saving", "done"]  # a tabular task's last phases, in order
 
 
 async def test_a_cancel_racing_a_tasks_completion_ends_it_one_way_or_the_other_never_both(

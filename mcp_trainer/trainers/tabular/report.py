@@ -29,7 +29,16 @@ from mcp_trainer.machine import available_cpus
 from mcp_trainer.trainers.tabular import plots
 from mcp_trainer.trainers.tabular.plots import HeldOut, SkipPlot
 
-__all__ = ["HeldOut", "RenderedReports", "SkipPlot", "class_scores", "render_reports"]
+__all__ = [
+    "HeldOut",
+    "RenderedReports",
+    "ReportPlan",
+    "SkipPlot",
+    "class_scores",
+    "draw_reports",
+    "plan_reports",
+    "render_reports",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +101,19 @@ def class_scores(model: Any, X: Any) -> tuple[Any, str | None]:
     return None, None
 
 
-def render_reports(
+@dataclass
+class ReportPlan:
+    """The plots that apply to a model, to be drawn, and those that do not, with the reason."""
+
+    jobs: list[Job] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.jobs]
+
+
+def plan_reports(
     *,
     held_out: HeldOut,
     classification: bool,
@@ -100,18 +121,14 @@ def render_reports(
     scoring: str = "",
     auto: bool = False,
     seed: int = 0,
-    processes: int | None = None,
     importance: dict[str, Any] | None = None,
-) -> RenderedReports:
-    """Every plot that applies, as PNG bytes named `<plot>.png`, drawn by up to `processes` processes
-    (default: one per CPU, at most 4). Never raises for a plot: a failure is logged as a warning and
-    recorded in `failed`."""
-    started = time.perf_counter()
-    out = RenderedReports()
-    jobs: list[Job] = []
+) -> ReportPlan:
+    """Which plots apply (cheap: nothing is drawn)."""
+    plan = ReportPlan()
+    jobs = plan.jobs
     if study is None:
-        out.skipped["optimization_history"] = "no hyperparameter search was run"
-        out.skipped["param_importances"] = "no hyperparameter search was run"
+        plan.skipped["optimization_history"] = "no hyperparameter search was run"
+        plan.skipped["param_importances"] = "no hyperparameter search was run"
     else:
         trials = study.get_trials(deepcopy=False)
         jobs.append(("optimization_history", lambda: plots.history_png(trials, scoring, auto)))
@@ -129,6 +146,21 @@ def render_reports(
         ]
     if importance is not None:
         jobs.append(("feature_importances", lambda: plots.feature_importances_png(importance)))
+    return plan
+
+
+def render_reports(*, processes: int | None = None, **what: Any) -> RenderedReports:
+    """Every plot that applies (`plan_reports`'s arguments), drawn; see `draw_reports`."""
+    return draw_reports(plan_reports(**what), processes)
+
+
+def draw_reports(plan: ReportPlan, processes: int | None = None) -> RenderedReports:
+    """Every plot of `plan` as PNG bytes named `<plot>.png`, drawn by up to `processes` processes
+    (default: one per CPU, at most 4). Never raises for a plot: a failure is logged as a warning and
+    recorded in `failed`."""
+    started = time.perf_counter()
+    out = RenderedReports(skipped=dict(plan.skipped))
+    jobs = plan.jobs
     n = max(1, min(processes or min(available_cpus(), _MAX_PROCESSES), len(jobs)))
     try:
         outcomes = {name: (kind, value) for name, kind, value in _draw_shared(jobs, n)}

@@ -1,9 +1,11 @@
 """scikit-learn models of every family (specs/spaces.py), tuned by an Optuna search scored by
 cross-validation: load and split the data, search, fit the best on the training rows, evaluate on the
-held-out rows, draw the report plots, save the model directory."""
+held-out rows, save the model directory, and draw the report plots once the task is completed."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,19 +20,22 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 from mcp_trainer.artifacts.model_dir import save_model_dir
+from mcp_trainer.artifacts.plots_state import drawing_entry, publish_plots
 from mcp_trainer.machine import available_cpus
 from mcp_trainer.records import ErrorKind, TaskResult
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import TaskFailure, Trainer, WorkerContext
 from mcp_trainer.trainers.tabular.data import TabularData, load_tabular
 from mcp_trainer.trainers.tabular.importance import feature_importances
-from mcp_trainer.trainers.tabular.report import HeldOut, RenderedReports, class_scores, render_reports
+from mcp_trainer.trainers.tabular.report import HeldOut, ReportPlan, class_scores, draw_reports, plan_reports
 from mcp_trainer.trainers.tabular.search import SEARCH_END, run_search
 from mcp_trainer.trainers.tabular.suggest import estimator_for, fixed_params
 from mcp_trainer.trainers.tabular.summary import held_out_metrics, metadata_for, summary_markdown
 from mcp_trainer.trainers.threads import limit_threads
 
 __all__ = ["SklearnTrainer"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,13 +90,14 @@ class SklearnTrainer(Trainer):
         timings["final_fit"] = time.perf_counter() - t0
         ctx.check_stop()
 
-        held_out, importances, plots = _evaluate(ctx, spec, split, final, run.study)
+        held_out, importances, plan = _evaluate(ctx, spec, split, final, run.study)
         run.importances = importances
-        run.reports.update(plots.images)
         ctx.check_stop()
         ctx.report(phase="saving", percent=97.0, force=True)
-        run.timings = {**timings, "reports": plots.seconds, "total": time.perf_counter() - started}
-        path = _save(ctx, spec, split, final, run, held_out, plots)
+        run.timings = {**timings, "total": time.perf_counter() - started}
+        path, summary_head = _save(ctx, spec, split, final, run, held_out, plan)
+        # The task completes now; the plots are drawn after the result is sent (artifacts/plots_state.py).
+        ctx.later(lambda: _draw_and_publish(ctx, plan, summary_head))
         ctx.report(phase="done", percent=100.0, eta_s=0.0, force=True)
         auto = spec.family == "auto"
         return TaskResult(
@@ -145,8 +151,8 @@ def _search_or_fixed(ctx: WorkerContext, spec: TabularSpec, split: _Split) -> _R
 
 def _evaluate(
     ctx: WorkerContext, spec: TabularSpec, split: _Split, final: Pipeline, study: optuna.Study | None
-) -> tuple[dict[str, float], dict[str, Any], RenderedReports]:
-    """Held-out metrics of the final model, its feature importances, and its report plots."""
+) -> tuple[dict[str, float], dict[str, Any], ReportPlan]:
+    """Held-out metrics of the final model, its feature importances, and the report plots that apply."""
     ctx.report(phase="evaluating", percent=95.0, force=True)
     pred = final.predict(split.X_test)
     scores, score_source = class_scores(final, split.X_test) if spec.is_classification else (None, None)
@@ -155,8 +161,7 @@ def _evaluate(
         importances = feature_importances(
             final, split.X_test, split.y_test, spec.effective_scoring, spec.random_state
         )
-    ctx.report(phase="reporting", percent=96.0, force=True)
-    plots = render_reports(
+    plan = plan_reports(
         held_out=HeldOut(
             y_true=split.y_test,
             y_pred=pred,
@@ -170,10 +175,9 @@ def _evaluate(
         scoring=spec.effective_scoring,
         auto=spec.family == "auto",
         seed=spec.random_state,
-        processes=ctx.cpu_share,
         importance=importances["permutation"],
     )
-    return held_out, importances, plots
+    return held_out, importances, plan
 
 
 def _save(
@@ -183,8 +187,9 @@ def _save(
     final: Pipeline,
     run: _Run,
     held_out: dict[str, float],
-    plots: RenderedReports,
-) -> Path:
+    plan: ReportPlan,
+) -> tuple[Path, str]:
+    """Save the model directory with its plots marked as being drawn; returns it and the summary's head."""
     metadata = metadata_for(ctx, spec, split.data, run.best_params, run.cv_score, held_out, run.n_trials)
     metadata["family"] = run.family
     metadata["n_trials_failed"] = run.n_failed
@@ -192,14 +197,38 @@ def _save(
     metadata["warnings"] = list(ctx.progress.warnings)
     metadata["feature_importances"] = run.importances
     metadata["timings_s"] = {k: round(v, 3) for k, v in run.timings.items()}
-    metadata["plots"] = plots.metadata()
+    metadata["plots"] = drawing_entry(plan.names, plan.skipped)
     metadata["rows"] = {
         "train": len(split.X_train),
         "test": len(split.X_test),
         "dropped_missing_target": split.data.rows_dropped,
     }
-    summary = summary_markdown(ctx.model_id, spec, metadata) + "\n".join(["", *plots.summary_lines(), ""])
-    reports = {**run.reports, "summary.md": summary}
-    return save_model_dir(
+    head = summary_markdown(ctx.model_id, spec, metadata)
+    drawing = ["## Report plots", "", f"- being drawn: {', '.join(plan.names) or 'none'}"]
+    reports = {**run.reports, "summary.md": head + "\n".join(["", *drawing, ""])}
+    path = save_model_dir(
         ctx.models_dir, ctx.model_id, lambda p: joblib.dump(final, p), metadata, reports, ctx.signer
     )
+    return path, head
+
+
+def _draw_and_publish(ctx: WorkerContext, plan: ReportPlan, summary_head: str) -> None:
+    """Draw the report plots of a saved model and publish them into its directory (after the result).
+    Never raises: a failure is logged, and the plots left pending are then reported missing."""
+    try:
+        _hold_for_tests()
+        drawn = draw_reports(plan, ctx.cpu_share)
+        summary = summary_head + "\n".join(["", *drawn.summary_lines(), ""])
+        if not publish_plots(ctx.models_dir, ctx.model_id, drawn.images, drawn.metadata(), summary):
+            log.info("model %s was removed before its plots were drawn", ctx.model_id)
+    except Exception:
+        log.exception("the report plots of %s could not be published", ctx.model_id)
+
+
+def _hold_for_tests() -> None:
+    """Tests set MCP_TRAINER_HOLD_PLOTS to a file path: the plots wait until that file exists (at most
+    5 minutes), so that a test can look at a completed task whose plots are not drawn yet."""
+    gate = os.environ.get("MCP_TRAINER_HOLD_PLOTS")
+    deadline = time.monotonic() + 300.0
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
