@@ -33,6 +33,10 @@ def test_a_server_that_trained_and_predicted_never_imported_the_training_stack(
                 assert not r.is_error and r.structured_content["n_rows"] == 1, r
                 await c.call_tool("get_model_info", {{"model_id": model_id}})
                 r = await c.call_tool("get_model_report", {{"model_id": model_id}})
+                with anyio.fail_after(60):  # the plots follow the completed task
+                    while not r.is_error and r.structured_content["being_drawn"]:
+                        await anyio.sleep(0.1)
+                        r = await c.call_tool("get_model_report", {{"model_id": model_id}})
                 assert not r.is_error and any(b.type == "image" for b in r.content), r
                 await c.call_tool("get_queue_status", {{}})
                 r = await c.call_tool("submit_finetune_task", {{
