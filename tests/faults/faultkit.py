@@ -254,12 +254,14 @@ def _alive(p: psutil.Process) -> bool:
 
 @contextlib.contextmanager
 def servers(*made: StdioServer) -> Iterator[list[StdioServer]]:
-    """Close every server on the way out, whatever happened."""
+    """Close every server on the way out, whatever happened: the last started first, so that a server
+    started to share the queue is gone before the owner (started first) hands it over, and takes nothing
+    over on the way out (the samplers still watch then)."""
     kept = list(made)
     try:
         yield kept
     finally:
-        for s in kept:
+        for s in reversed(kept):
             with contextlib.suppress(Exception):
                 s.signal(signal.SIGCONT)
                 s.close()

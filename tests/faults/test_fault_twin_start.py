@@ -108,6 +108,7 @@ def test_two_servers_started_at_the_same_instant_make_one_owner_and_run_every_ta
             for server in twins:
                 server.wait_exit()
         until(lambda: all_ended(queue_dir), 180, "every task ended", interval=0.2)
+        holders = set(owners.holders)  # before the last pair closes (one may take over from the other then)
     orphans = watch.orphans()
     records = read_records(queue_dir)
     found = audit(queue_dir, models_dir, acknowledged, watch)
@@ -118,7 +119,7 @@ def test_two_servers_started_at_the_same_instant_make_one_owner_and_run_every_ta
 
     assert [len(pids) for pids in owners_per_round] == [1] * (ROUNDS + 1), owners_per_round
     assert owners.most_at_once == 1 and watch.most_sessions_at_once == 1
-    assert owners.holders == {pid for pids in owners_per_round for pid in pids}
+    assert holders == {pid for pids in owners_per_round for pid in pids}
     assert all(r.status is TaskStatus.COMPLETED for r in records.values()), [
         r.status for r in records.values()
     ]
