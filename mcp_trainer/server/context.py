@@ -49,7 +49,8 @@ def service_of(ctx: Ctx) -> TrainingService:
 def submitted(view: TaskStatusView, created: bool = True) -> SubmitResult:
     """The answer to a submission: the task id, where it waits, and what to call next."""
     where = (
-        "it starts now (a slot is free)"
+        "a slot is free: it starts once the machine has the cores and memory it asks for "
+        "(get_task_status says what it waits for, if anything)"
         if view.queue_position is None
         else f"{view.queue_position - 1} task(s) start before it"
     )
