@@ -158,3 +158,23 @@ async def test_a_planned_retry_keeps_its_time_and_plan_across_a_restart(
         assert view.retry_plan == record.retry_plan
         stored = svc._parts().store.get(record.task_id)
         assert stored.next_attempt_at == record.next_attempt_at  # not started early by the new owner
+
+
+async def test_an_attempt_made_smaller_by_a_retry_says_so_in_its_status(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    spec = TabularSpec(
+        task_type="svm_classification",
+        data_source=str(blobs_csv),
+        target_column="label",
+        n_trials=2,
+        cv_folds=2,
+        n_parallel_trials=2,
+    )
+    record = TaskRecord(task_id=new_task_id(), spec=spec, overrides={"n_parallel_trials": 1})
+    async with TrainingService(queue_dir, models_dir, poll_interval_s=0.05) as svc:
+        svc._parts().store.create(record)
+        svc._parts().scheduler.wake()
+        done = await svc.wait(record.task_id, timeout_s=120)
+    assert done.status is TaskStatus.COMPLETED
+    assert "this attempt runs with n_parallel_trials=1: an earlier attempt ran out of memory" in done.warnings

@@ -162,6 +162,9 @@ def worker_main(
         finish_event=finish,
         cpu_share=cpu_share,
     )
+    if record.overrides:  # say it where the status shows it, not only in the log
+        changed = ", ".join(f"{k}={v}" for k, v in record.overrides.items())
+        ctx.warn(f"this attempt runs with {changed}: an earlier attempt ran out of memory")
     try:
         real_dir(ctx.work_dir)  # a link planted as work/<task_id> must not receive the task's state
         result = load_trainer(record.task_type).run(ctx)
