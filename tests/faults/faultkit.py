@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 
 from mcp_trainer import TaskRecord, TaskStatus
+from mcp_trainer.engine.flocks import holders
 from mcp_trainer.ids import is_task_id, model_id_for
 
 SEED = 20261202  # every random choice of the suite comes from random.Random(SEED + scenario number)
@@ -270,21 +271,7 @@ def servers(*made: StdioServer) -> Iterator[list[StdioServer]]:
 # -- the kernel's view of the owner lock -------------------------------------------------------------
 
 
-def flock_holders(path: Path) -> set[int]:
-    """The pids holding a flock on `path`, as the kernel has it (/proc/locks)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return set()
-    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    holders: set[int] = set()
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if "->" in fields or "FLOCK" not in fields:
-            continue  # a waiter, or another kind of lock
-        if fields[5] == file_id:
-            holders.add(int(fields[4]))
-    return holders
+flock_holders = holders  # the product's reading of /proc/locks (mcp_trainer/engine/flocks.py)
 
 
 def owner_lock_holders(queue_dir: Path) -> set[int]:
