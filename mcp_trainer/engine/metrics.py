@@ -165,10 +165,10 @@ class MetricsHistory:
         return round(min(100.0, 100.0 * used / elapsed), 1) if elapsed > 0 else 0.0
 
     def machine_facts(self) -> Machine:
-        """What the machine has, as far as what never changes goes (cores, memory, GPUs asked of NVML now),
-        with the latest use. Blocking."""
+        """What the machine has, as far as what never changes goes (cores, memory, GPUs), with the latest
+        use; GPUs from the latest sample (at most 5 s old in the owner), else asked of NVML now. Blocking."""
         latest = self.latest()
-        gpus = self._gpus()
+        gpus = latest.gpus if latest is not None else self._gpus()  # NVML costs ms a call: not every submit
         return Machine(
             cpus=self.cpus,
             memory_total_gb=self.memory_total_gb,
