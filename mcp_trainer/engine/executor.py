@@ -12,7 +12,7 @@ without an outcome was lost (killed, crashed); `RunHandle.exit_description` says
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 from mcp_trainer.records import TaskRecord
@@ -37,8 +37,13 @@ class RunHandle(ABC):
 class Executor(ABC):
     """Starts runs of tasks, streams their messages, stops them, and runs short jobs."""
 
-    def warm_up(self) -> None:  # noqa: B027 (optional: backends with nothing to warm keep the default)
-        """Prepare to start runs quickly (blocking; called once in a thread)."""
+    def warm_up(self, task_types: Iterable[str] = ()) -> None:  # noqa: B027 (optional: nothing to warm)
+        """Prepare to start runs quickly, of the usual task types and of `task_types` (blocking; called in
+        a thread; cheap for what is warm already)."""
+
+    def is_warm_for(self, task_type: str) -> bool:
+        """Whether runs of `task_type` start quickly now (False: `warm_up` would prepare something)."""
+        return True
 
     @abstractmethod
     async def start(self, record: TaskRecord, *, cpu_share: int, gpus: Sequence[int] = ()) -> RunHandle:

@@ -5,9 +5,10 @@ reaches everything the task started (joblib/loky helpers, data loaders) with one
 
 Start method: forkserver. `fork` from the server would copy a process that runs threads (anyio's worker
 threads, the MCP transport), which can deadlock the child; `spawn` pays the full import of scikit-learn,
-pandas and Optuna (~3 s here) for every task. The forkserver is a clean single-threaded process that
-imports those modules once (`PRELOAD`), and forks each worker from there in milliseconds. The server
-process itself never imports them (invariant: the server stays light).
+pandas and Optuna (~3 s here), or of torch and transformers (~5 s), for every task. A forkserver is a
+clean single-threaded process that imports those modules once and forks each worker from there in
+milliseconds; there is one per training stack (forkservers.py). The server process itself never imports
+them (invariant: the server stays light).
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import threading
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from dataclasses import dataclass
-from multiprocessing import popen_forkserver, spawn
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerProcess
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 import anyio
 import psutil
 
+from mcp_trainer.engine import forkservers
 from mcp_trainer.engine.executor import Executor, RunHandle, WorkerMessage
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.processes import kill_process_group, process_group_alive
@@ -38,9 +37,7 @@ from mcp_trainer.offload import off_loop
 from mcp_trainer.polling import poll_until
 from mcp_trainer.records import TaskRecord
 
-__all__ = ["PRELOAD", "ProcessExecutor", "WorkerHandle"]
-
-PRELOAD = ["mcp_trainer.engine.worker", "mcp_trainer.trainers.preload"]
+__all__ = ["ProcessExecutor", "WorkerHandle"]
 
 
 @dataclass
@@ -80,24 +77,27 @@ class ProcessExecutor(Executor):
         self.stop_grace_s = stop_grace_s
         self.term_grace_s = term_grace_s
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(PRELOAD)
 
-    def warm_up(self) -> None:
-        """Start the forkserver (and its imports) now rather than on the first task. Blocking."""
-        p = _WorkerProcess(target=_noop, daemon=False)
-        p.start()
-        p.join()
+    def warm_up(self, task_types: Iterable[str] = ()) -> None:
+        """Start the forkserver of the tabular tasks, and of `task_types`' stacks, now rather than on the
+        first task of each. Blocking."""
+        for stack in dict.fromkeys(["sklearn", *map(forkservers.stack_of_task, task_types)]):
+            forkservers.warm_up(stack)
+
+    def is_warm_for(self, task_type: str) -> bool:
+        return forkservers.is_warm(forkservers.stack_of_task(task_type))
 
     async def start(self, record: TaskRecord, *, cpu_share: int, gpus: Sequence[int] = ()) -> WorkerHandle:
         parent, child = self._ctx.Pipe(duplex=True)
         root, models = str(self.layout.root), str(self.models_dir)
-        process = _WorkerProcess(
+        process = forkservers.WorkerProcess(
+            forkservers.stack_of_task(record.task_type),
             target=worker_main,
             args=(child, record.model_dump_json(), root, models, os.getpid(), cpu_share, tuple(gpus)),
             name=f"mcp-trainer:{record.task_id}",
             daemon=False,
         )
-        # The first start launches the forkserver, which imports the heavy modules: keep it off the loop.
+        # The first start of a stack launches its forkserver, which imports the stack: keep it off the loop.
         # Shielded: a worker that started must never be lost to a cancellation before it has a handle.
         with anyio.CancelScope(shield=True):
             started_at = await off_loop(_start, process)
@@ -170,7 +170,9 @@ class ProcessExecutor(Executor):
         The process group is ended whatever happens.
         """
         parent, child = self._ctx.Pipe(duplex=True)
-        process = _WorkerProcess(target=job_main, args=(child, target, kwargs), daemon=False)
+        process = forkservers.WorkerProcess(
+            forkservers.stack_of_job(target), target=job_main, args=(child, target, kwargs), daemon=False
+        )
         await anyio.to_thread.run_sync(process.start)
         child.close()
         assert process.pid is not None
@@ -222,41 +224,3 @@ def _start(process: BaseProcess) -> float | None:
         return float(psutil.Process(process.pid).create_time())
     except psutil.NoSuchProcess:
         return None
-
-
-def _noop() -> None:
-    return None
-
-
-_launch_lock = threading.Lock()
-
-
-class _PopenWithoutMain(popen_forkserver.Popen):
-    """Launch without re-importing the parent's `__main__` in the worker.
-
-    multiprocessing re-runs the parent's main script in each child so that functions defined there can be
-    unpickled. Workers run `worker_main` from this package, so that is never needed, and a caller's script
-    without an `if __name__ == "__main__":` guard would otherwise start a second service inside every worker.
-    """
-
-    def _launch(self, process_obj: Any) -> None:
-        original = spawn.get_preparation_data
-
-        def without_main(name: str) -> dict[str, Any]:
-            data: dict[str, Any] = original(name)
-            data.pop("init_main_from_path", None)
-            data.pop("init_main_from_name", None)
-            return data
-
-        with _launch_lock:
-            spawn.get_preparation_data = without_main
-            try:
-                super()._launch(process_obj)  # type: ignore[misc]
-            finally:
-                spawn.get_preparation_data = original
-
-
-class _WorkerProcess(ForkServerProcess):
-    @staticmethod
-    def _Popen(process_obj: Any) -> _PopenWithoutMain:
-        return _PopenWithoutMain(process_obj)

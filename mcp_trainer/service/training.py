@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -152,9 +153,10 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods, MaintenanceM
         """Stop every task this process runs and hand it back to the queue (it resumes at the next start)."""
         await self._parts().scheduler.shutdown()
 
-    async def warm_up(self) -> None:
-        """Start the worker forkserver (and its imports of the training stack) now, not on the first task."""
-        await off_loop(self._parts().executor.warm_up)
+    async def warm_up(self, task_types: Iterable[str] = ()) -> None:
+        """Start the workers' forkserver (and its imports of the training stack) now, not on the first task;
+        with fine-tune `task_types`, also the forkserver that imports torch and transformers."""
+        await off_loop(self._parts().executor.warm_up, list(task_types))
 
     @property
     def is_owner(self) -> bool:
