@@ -6,6 +6,7 @@ import datetime as dt
 import random
 from pathlib import Path
 
+import anyio
 import pytest
 
 from mcp_trainer import TaskStatus, TrainingService
@@ -65,6 +66,9 @@ async def test_a_model_learns_from_a_date_column_with_missing_values_and_predict
         assert done.status is TaskStatus.COMPLETED, done.error
         assert done.model_id is not None and done.metrics is not None
         assert done.metrics["accuracy"] > 0.9  # the date gives the season away; wind and sky do not
+        with anyio.fail_after(60):  # permutation importances come with the plots, after the task completes
+            while (await svc.model_info(done.model_id)).plots_being_drawn:
+                await anyio.sleep(0.05)
         meta = read_metadata(models_dir, done.model_id)
         assert meta["features"]["types"] == {"wind": "numeric", "date": "datetime", "sky": "categorical"}
         importance = meta["feature_importances"]["permutation"]

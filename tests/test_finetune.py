@@ -55,7 +55,10 @@ def run_trainer(
     stop_at_step: int | None = None,
     finish_at_step: int | None = None,
     work: str = "work",
+    keep: list[WorkerContext] | None = None,
 ) -> tuple[TaskResult, list[dict[str, Any]]]:
+    """Run a fine-tune in this process, then the work it left for after its result (as the worker does),
+    unless `keep` is given: the context is appended to it instead, with that work still to do."""
     checked = check_finetune(FinetuneSpec.model_validate(spec))
     record = TaskRecord(task_id=TASK_ID, spec=checked)
     sent: list[dict[str, Any]] = []
@@ -79,7 +82,30 @@ def run_trainer(
         finish_event=finish,
         min_interval_s=0,
     )
-    return FinetuneTrainer().run(ctx), sent
+    result = FinetuneTrainer().run(ctx)
+    if keep is None:
+        ctx.run_after_result()
+    else:
+        keep.append(ctx)
+    return result, sent
+
+
+def test_a_fine_tunes_model_is_saved_before_its_loss_curve_which_is_drawn_after_the_result(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    data = sentiment_csv(tmp_path / "reviews.csv", rows=48)
+    kept: list[WorkerContext] = []
+    result, _ = run_trainer(tmp_path, cls_spec(models["bert"], data, epochs=1), keep=kept)
+    model_dir = Path(result.model_dir)
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["plots"]["state"] == "drawing" and meta["plots"]["pending"] == ["loss_curve"]
+    assert not (model_dir / "reports" / "loss_curve.png").exists()
+    assert (model_dir / "reports" / "loss_history.csv").exists()
+
+    kept[0].run_after_result()
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["plots"]["state"] == "drawn" and meta["plots"]["files"] == ["loss_curve.png"]
+    assert (model_dir / "reports" / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def cls_spec(model: Path, data: Path, **extra: Any) -> dict[str, Any]:

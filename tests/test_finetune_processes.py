@@ -117,6 +117,10 @@ async def test_fine_tunes_run_through_the_mcp_tools_and_their_models_predict_and
         assert "has no text in 'text'" in bad_rows
         info = await call(client, "get_model_info", {"model_id": cls_status["model_id"]})
         assert info["training"]["device"] == expected_device() and info["training"]["samples_per_s"] > 0
+        with anyio.fail_after(60):  # the loss curve follows the completed task
+            while info["plots_being_drawn"]:
+                await anyio.sleep(0.05)
+                info = await call(client, "get_model_info", {"model_id": cls_status["model_id"]})
         assert "loss_curve.png" in info["reports"]
         report = await client.call_tool("get_model_report", {"model_id": cls_status["model_id"]})
         assert not report.is_error and report.structured_content is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 import pytest
 from conftest import UNGATED
 
@@ -101,7 +102,10 @@ async def test_a_search_completes_and_predicts_before_its_plots_exist_and_its_re
         assert report.note is not None and "Still being drawn" in report.note
         asked, _ = await svc.model_report(model_id, ["roc_curve"])  # never an error while it is drawn
         assert asked.being_drawn == report.being_drawn
-        assert (await svc.model_info(model_id)).plots_being_drawn == report.being_drawn
+        info = await svc.model_info(model_id)
+        assert info.plots_being_drawn == report.being_drawn
+        assert "pending" in info.feature_importances["permutation"]  # computed with the plots
+        assert info.feature_importances["model"] is not None
 
         gate.touch()
 
@@ -115,6 +119,21 @@ async def test_a_search_completes_and_predicts_before_its_plots_exist_and_its_re
         assert set(images) == set(drawn)
         assert read_metadata(models_dir, model_id)["plots"]["state"] == "drawn"
         assert "being drawn" not in report.summary and "roc_curve.png" in report.summary
+        permutation = (await svc.model_info(model_id)).feature_importances["permutation"]
+        assert set(permutation["mean"]) == set(read_metadata(models_dir, model_id)["features"]["names"])
+        assert "Drop in held-out" in report.summary
+
+
+async def test_the_next_task_starts_while_a_completed_tasks_worker_still_draws_its_plots_at_low_priority(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path, held_server: tuple[subprocess.Popen[bytes], Path]
+) -> None:
+    async with TrainingService(queue_dir, models_dir, execute=False) as svc:  # the server runs 1 at once
+        _, first = await _completed_with_plots_held(svc, blobs_csv)
+        _, second = await _completed_with_plots_held(svc, blobs_csv)
+        for model_id in (first, second):
+            plots = read_metadata(models_dir, model_id)["plots"]
+            assert plots_in_flight(plots)[0] == [*PLOTS, "feature_importances"]
+            assert psutil.Process(plots["pid"]).nice() == 10
 
 
 async def test_a_worker_killed_after_its_result_leaves_a_completed_task_that_predicts_and_missing_plots(
@@ -133,6 +152,9 @@ async def test_a_worker_killed_after_its_result_leaves_a_completed_task_that_pre
         assert report.being_drawn == [] and report.plots == []
         assert set(report.not_drawn) == {*PLOTS, "feature_importances"}
         assert all("killed by signal 9" in why for why in report.not_drawn.values())
+        permutation = (await svc.model_info(model_id)).feature_importances["permutation"]
+        assert "killed by signal 9" in permutation["skipped"]
+        assert read_metadata(models_dir, model_id)["feature_importances"]["permutation"] == permutation
         assert (await svc.status(task_id)).status is TaskStatus.COMPLETED
         assert await _predicts(svc, model_id)
 
@@ -154,6 +176,8 @@ async def test_an_owner_killed_while_its_worker_draws_leaves_the_plots_reported_
         assert report.being_drawn == [] and report.plots == []
         assert set(report.not_drawn) == {*PLOTS, "feature_importances"}
         assert all(f"pid {worker}) ended before it finished" in why for why in report.not_drawn.values())
+        permutation = (await svc.model_info(model_id)).feature_importances["permutation"]
+        assert f"pid {worker}) ended before it finished" in permutation["skipped"]
         assert (await svc.status(task_id)).status is TaskStatus.COMPLETED
         assert await _predicts(svc, model_id)
 

@@ -26,7 +26,14 @@ import psutil
 from mcp_trainer.artifacts.model_dir import METADATA_FILE, REPORTS_DIR, SUMMARY_FILE, model_dir
 from mcp_trainer.files import atomic_write_bytes
 
-__all__ = ["DRAWING", "drawing_entry", "mark_plots_missing", "plots_in_flight", "publish_plots"]
+__all__ = [
+    "DRAWING",
+    "drawing_entry",
+    "mark_plots_missing",
+    "plots_in_flight",
+    "publish_plots",
+    "settled_importances",
+]
 
 DRAWING = "drawing"
 _SAME_PROCESS_S = 0.5  # a pid whose start time differs by more than this is another process
@@ -52,11 +59,17 @@ def drawing_entry(pending: list[str], skipped: dict[str, str]) -> dict[str, Any]
 
 
 def publish_plots(
-    models_dir: Path, model_id: str, images: dict[str, bytes], plots: dict[str, Any], summary: str
+    models_dir: Path,
+    model_id: str,
+    images: dict[str, bytes],
+    plots: dict[str, Any],
+    summary: str,
+    updates: dict[str, Any] | None = None,
 ) -> bool:
     """Write the drawn plots into the saved model's `reports/`, then its summary, then its metadata with
-    `plots` (state "drawn") and the drawing time in `timings_s.reports`, each file atomically. False when
-    the model is no longer there (deleted, or its task was cancelled as it saved it). Blocking."""
+    `plots` (state "drawn"), the drawing time in `timings_s.reports` and `updates` (what was computed
+    with the plots, e.g. permutation importances), each file atomically. False when the model is no
+    longer there (deleted, or its task was cancelled as it saved it). Blocking."""
     root = model_dir(models_dir, model_id)
     try:
         meta = json.loads((root / METADATA_FILE).read_text(encoding="utf-8"))
@@ -65,6 +78,7 @@ def publish_plots(
         atomic_write_bytes(root / REPORTS_DIR / SUMMARY_FILE, summary.encode("utf-8"))
     except FileNotFoundError:
         return False
+    meta.update(updates or {})
     meta["plots"] = {**plots, "state": "drawn"}
     meta["timings_s"] = {**(meta.get("timings_s") or {}), "reports": plots.get("seconds", 0.0)}
     return _write_metadata(root, meta)
@@ -84,7 +98,19 @@ def mark_plots_missing(models_dir: Path, model_id: str, reason: str) -> bool:
         return False
     missing = {str(name): reason for name in plots.get("pending") or []}
     meta["plots"] = {**plots, "state": "incomplete", "pending": [], "missing": missing}
+    meta["feature_importances"] = settled_importances(meta.get("feature_importances"), reason)
     return _write_metadata(root, meta)
+
+
+def settled_importances(importances: Any, reason: str) -> Any:
+    """A model's `feature_importances` with permutation importances still pending (computed with the
+    plots, after the model was saved) marked skipped for `reason`, when their computer is gone."""
+    if not isinstance(importances, dict):
+        return importances
+    permutation = importances.get("permutation")
+    if isinstance(permutation, dict) and "pending" in permutation:
+        return {**importances, "permutation": {"skipped": reason}}
+    return importances
 
 
 def plots_in_flight(plots: object) -> tuple[list[str], dict[str, str]]:

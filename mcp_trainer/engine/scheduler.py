@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +63,16 @@ class _Running:
     ending: tuple[str, dict[str, Any]] | None = None
     recorded: bool = False  # the ending is recorded (a result is, as soon as it arrives)
     after_done: bool = False  # the worker finished its work after the result (the report plots)
+
+    @property
+    def holds_slot(self) -> bool:
+        """Whether it counts against the concurrency limit and the machine's claims: until its result is
+        recorded. After that its worker only draws the report plots, at a low priority (nice 10, worker.py),
+        and the next task may start beside it; one granted GPUs keeps them until it exits (its CUDA context
+        is still there)."""
+        completed = self.recorded and self.ending is not None and self.ending[0] == "result"
+        return not completed or bool(self.grant.gpus)
+
     watch: TaskWatch = field(default_factory=lambda: TaskWatch(time.time()))
     alerts: list[Alert] = field(default_factory=list)  # as last written to the record
     alerts_written_at: float = 0.0
@@ -101,6 +111,7 @@ class Scheduler:
         self._maintained_at = 0.0
         self._swept_at = 0.0
         self.peak_running = 0
+        self._warming: set[str] = set()  # task types the executor was asked to prepare for
 
     # -- what others read ----------------------------------------------------------------------------
 
@@ -145,9 +156,11 @@ class Scheduler:
             await off_loop(self.recover)
             async with anyio.create_task_group() as tg:
                 if warm_up:
-                    tg.start_soon(anyio.to_thread.run_sync, self.executor.warm_up)
+                    tg.start_soon(self._warm_up, ())
                 while True:
                     try:
+                        if warm_up:
+                            self._warm_for_waiting(tg)
                         await self._fill(tg)
                         await self._notice_remote_requests(tg)
                         await self._maintain()
@@ -159,6 +172,21 @@ class Scheduler:
         finally:
             with anyio.CancelScope(shield=True):
                 await off_loop(self._lock.release)
+
+    def _warm_for_waiting(self, tg: TaskGroup) -> None:
+        """Have the executor prepare for the task types that wait and that it is not ready for (a
+        fine-tune's forkserver imports torch for seconds: better while the task waits than after)."""
+        cold = {r.task_type for r in self.store.waiting() if not self.executor.is_warm_for(r.task_type)}
+        cold -= self._warming
+        if cold:
+            self._warming |= cold
+            tg.start_soon(self._warm_up, sorted(cold))
+
+    async def _warm_up(self, task_types: Sequence[str]) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.executor.warm_up, task_types)
+        except Exception:  # the first task of the type starts it anyway, and says so if it cannot
+            log.exception("could not prepare the workers of %s", ", ".join(task_types) or "the tabular tasks")
 
     def recover(self, supervised: frozenset[str] = frozenset()) -> int:
         """Tasks marked running that this owner does not supervise were left by an owner that died (or an
@@ -197,6 +225,8 @@ class Scheduler:
         """Raise or clear the running tasks' alerts (alerts.py) in their records. A record is written when
         the alerts' kinds or severities change, or their figures every minute."""
         for entry in list(self._running.values()):
+            if entry.recorded:  # completed: its worker only draws plots, and its record is final
+                continue
             pid = entry.handle.pid if entry.handle is not None else None
             found = task_alerts(
                 entry.record.task_id,
@@ -234,14 +264,14 @@ class Scheduler:
         if self.metrics.latest() is None:
             await off_loop(self.metrics.sample)
         while not self._shutting_down:
-            held = [(e.record.user_id, e.grant) for e in self._running.values()]
+            held = [(e.record.user_id, e.grant) for e in self._running.values() if e.holds_slot]
             claimed = await off_loop(self._claim_next, held)
             if claimed is None:
                 return
             record, grant = claimed
             entry = _Running(record, grant)
             self._running[record.task_id] = entry
-            self.peak_running = max(self.peak_running, len(self._running))
+            self.peak_running = max(self.peak_running, sum(e.holds_slot for e in self._running.values()))
             tg.start_soon(self._supervise, entry)
 
     def machine(self) -> Machine:
@@ -343,9 +373,10 @@ class Scheduler:
                         await self._on_progress(entry, progress)
                 elif kind == "result":
                     # The model is saved: the task is completed now, while its worker goes on drawing the
-                    # report plots (it keeps its slot and grant until it exits).
+                    # report plots; its slot is free for the next task (`holds_slot`).
                     entry.ending = (kind, payload)
                     await self._record(entry)
+                    self.wake()
                 elif kind in ("error", "stopped"):
                     entry.ending = (kind, payload)
                 elif kind == "after_done":

@@ -185,10 +185,16 @@ def worker_main(
         conn.close()
 
 
+_AFTER_RESULT_NICE = 10
+
+
 def _after_result(ctx: WorkerContext) -> None:
     """The work a trainer left for after its result (ctx.later: the report plots); its failure is logged
-    and costs only what it makes."""
+    and costs only what it makes. It runs at a low priority: the task's slot is free once its result is
+    recorded, and the next task's training must not wait on these plots."""
     started = time.perf_counter()
+    with contextlib.suppress(OSError):
+        os.nice(_AFTER_RESULT_NICE)
     try:
         ctx.run_after_result()
     except BaseException:

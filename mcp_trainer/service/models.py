@@ -16,7 +16,7 @@ from mcp_trainer.artifacts.model_dir import (
     model_dir,
     read_metadata,
 )
-from mcp_trainer.artifacts.plots_state import plots_in_flight
+from mcp_trainer.artifacts.plots_state import plots_in_flight, settled_importances
 from mcp_trainer.artifacts.reports import MAX_REPORT_BYTES, load_report
 from mcp_trainer.errors import InvalidInputError, TrainerError
 from mcp_trainer.ids import check_model_id
@@ -84,7 +84,11 @@ class ModelMethods(ServiceCore):
                 if reports_dir.is_dir()
                 else []
             )
-            return ModelInfo.full(meta, reports, plots_in_flight(meta.get("plots"))[0])
+            being_drawn, missing = plots_in_flight(meta.get("plots"))
+            if "feature_importances" not in being_drawn:  # computed with that plot: settled with it
+                why = missing.get("feature_importances", "its computation ended before it finished")
+                meta["feature_importances"] = settled_importances(meta.get("feature_importances"), why)
+            return ModelInfo.full(meta, reports, being_drawn)
 
         return await off_loop(read)
 

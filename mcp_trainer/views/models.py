@@ -72,7 +72,8 @@ class ModelInfo(ModelSummary):
     training: dict[str, Any] = Field(description="fine-tunes: device, steps, throughput, GPU memory, retries")
     parameters: dict[str, Any]
     feature_importances: dict[str, Any] = Field(
-        description="permutation importances on the held-out split (every model), and the model's own"
+        description="permutation importances on the held-out split (every model; pending while the plots "
+        "are drawn), and the model's own"
     )
     reports: list[str]
     plots_being_drawn: list[str] = Field(default_factory=list, description="get_model_report lists them soon")

@@ -112,6 +112,7 @@ class LoopState:
     tokens_seen: int = 0
     train_seconds: float = 0.0
     stopped_early: str | None = None  # "early_stopping", "timeout" or "stop_requested"
+    first_step_at: float | None = None  # time.time() at the end of the first optimizer step
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -370,6 +371,8 @@ def run_loop(
         optimizer.step()
         scheduler.step()
         state.step += 1
+        if state.first_step_at is None:
+            state.first_step_at = time.time()
         state.samples_seen += len(indices)
         state.tokens_seen += tokens
         elapsed = time.perf_counter() - started

@@ -75,6 +75,7 @@ def _training(dev: hf.DeviceInfo, hyper: Hyper, trained: Trained) -> dict[str, A
         "peak_gpu_memory_mb": hf.gpu_memory_mb(dev.device),
         "stopped_early": state.stopped_early,
         "best_step": state.best_step,
+        "first_step_at": state.first_step_at,
         "trainable_parameters": trainable,
         "total_parameters": total,
     }

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from mcp_trainer.artifacts.model_dir import save_model_tree
+from mcp_trainer.artifacts.plots_state import drawing_entry, publish_plots
 from mcp_trainer.machine import available_cpus
 from mcp_trainer.records import ErrorKind, TaskResult
 from mcp_trainer.specs.finetune import FinetuneSpec
@@ -108,17 +109,44 @@ def _load_data(spec: FinetuneSpec, tokenizer: Any) -> TextData:
 
 
 def _save(ctx: WorkerContext, trained: Trained, tokenizer: Any, meta: dict[str, Any]) -> Path:
+    """Save the model directory; its loss curve is drawn after the result (artifacts/plots_state.py)."""
     state = trained.state
+    summary = summary_markdown(meta)
     reports: dict[str, str | bytes] = {
         "loss_history.csv": "step,loss\n" + "".join(f"{s},{v}\n" for s, v in state.loss_history),
         "eval_history.json": json.dumps(state.eval_history, indent=1),
+        "summary.md": summary,
     }
-    png = loss_curve_png(state.loss_history, state.eval_history)
-    if png is not None:
-        reports["loss_curve.png"] = png
-    reports["summary.md"] = summary_markdown(meta)
+    no_steps = {} if state.loss_history else {"loss_curve": "no optimizer step was taken"}
+    meta["plots"] = drawing_entry([] if no_steps else ["loss_curve"], no_steps)
 
     def write(target: Path) -> None:
         hf.save_pretrained(trained.model, tokenizer, target)
 
-    return save_model_tree(ctx.models_dir, ctx.model_id, write, meta, reports, ctx.signer)
+    path = save_model_tree(ctx.models_dir, ctx.model_id, write, meta, reports, ctx.signer)
+    if not no_steps:
+        history, evals = list(state.loss_history), list(state.eval_history)
+        ctx.later(lambda: _draw_loss_curve(ctx, history, evals, summary))
+    return path
+
+
+def _draw_loss_curve(
+    ctx: WorkerContext, history: list[tuple[int, float]], evals: list[dict[str, float]], summary: str
+) -> None:
+    """Draw the loss curve of a saved model and publish it into its directory (after the result). Never
+    raises: a plot left pending is then reported missing."""
+    started = time.perf_counter()
+    try:
+        png = loss_curve_png(history, evals)
+        images = {"loss_curve.png": png} if png is not None else {}
+        plots = {
+            "files": list(images),
+            "bytes": {name: len(data) for name, data in images.items()},
+            "skipped": {},
+            "failed": {} if images else {"loss_curve": "it could not be drawn (see the task log)"},
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        if not publish_plots(ctx.models_dir, ctx.model_id, images, plots, summary):
+            log.info("model %s was removed before its loss curve was drawn", ctx.model_id)
+    except Exception:
+        log.exception("the loss curve of %s could not be published", ctx.model_id)

@@ -9,7 +9,8 @@
 
 Permutation importance costs one prediction per column and repeat: the repeats are chosen so that it
 takes about 0.3 s (between 2 and 5 repeats), on at most 1,000 held-out rows; past ~10 s for the two
-repeats it is skipped and the reason recorded.
+repeats it is skipped and the reason recorded. It is computed after the model is saved, with the report
+plots (the task completes without waiting for it): until then the metadata holds `PERMUTATION_PENDING`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,18 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import get_scorer
 
-__all__ = ["feature_importances"]
+__all__ = ["PERMUTATION_PENDING", "model_importances", "permutation_importances"]
 
 log = logging.getLogger(__name__)
 _MAX_ROWS = 1000
 _BUDGET_S, _SKIP_PAST_S, _MIN_REPEATS, _MAX_REPEATS = 0.3, 10.0, 2, 5
 
 
-def feature_importances(model: Any, X: pd.DataFrame, y: Any, scoring: str, seed: int) -> dict[str, Any]:
-    """`{"permutation": {...} or {"skipped": why}, "model": {...} or None}`, each ranked high to low."""
-    return {"permutation": _permutation(model, X, y, scoring, seed), "model": _own(model, list(X.columns))}
+PERMUTATION_PENDING = {"pending": "computed after the model is saved, with the report plots"}
 
 
-def _permutation(model: Any, X: pd.DataFrame, y: Any, scoring: str, seed: int) -> dict[str, Any]:
+def permutation_importances(model: Any, X: pd.DataFrame, y: Any, scoring: str, seed: int) -> dict[str, Any]:
+    """`{"scoring", "repeats", "rows", "mean", "std"}` ranked high to low, or `{"skipped": why}`."""
     if len(X) > _MAX_ROWS:
         rows = np.random.default_rng(seed).choice(len(X), _MAX_ROWS, replace=False)
         X, y = X.iloc[rows], np.asarray(y)[rows]
@@ -67,7 +67,8 @@ def _permutation(model: Any, X: pd.DataFrame, y: Any, scoring: str, seed: int) -
     }
 
 
-def _own(model: Any, columns: list[Any]) -> dict[str, Any] | None:
+def model_importances(model: Any, columns: list[Any]) -> dict[str, Any] | None:
+    """The model's own importances (`{"kind", "values"}` ranked high to low), or None when it has none."""
     estimator = getattr(model, "named_steps", {}).get("model", model)
     if hasattr(estimator, "feature_importances_"):
         kind, values = "impurity", np.asarray(estimator.feature_importances_, dtype=float)

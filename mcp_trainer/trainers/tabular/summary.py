@@ -121,6 +121,8 @@ def _importance_lines(importances: dict[str, Any]) -> list[str]:
     lines = ["", "## Feature importances", ""]
     if "skipped" in permutation:
         lines.append(f"- Permutation importance not computed: {permutation['skipped']}")
+    elif "pending" in permutation:
+        lines.append(f"- Permutation importance: {permutation['pending']}")
     elif permutation:
         lines.append(
             f"Drop in held-out {permutation['scoring']} when each column is shuffled "

@@ -26,7 +26,11 @@ from mcp_trainer.records import ErrorKind, TaskResult
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import TaskFailure, Trainer, WorkerContext
 from mcp_trainer.trainers.tabular.data import TabularData, load_tabular
-from mcp_trainer.trainers.tabular.importance import feature_importances
+from mcp_trainer.trainers.tabular.importance import (
+    PERMUTATION_PENDING,
+    model_importances,
+    permutation_importances,
+)
 from mcp_trainer.trainers.tabular.report import HeldOut, ReportPlan, class_scores, draw_reports, plan_reports
 from mcp_trainer.trainers.tabular.search import SEARCH_END, run_search
 from mcp_trainer.trainers.tabular.suggest import estimator_for, fixed_params
@@ -95,9 +99,10 @@ class SklearnTrainer(Trainer):
         ctx.check_stop()
         ctx.report(phase="saving", percent=97.0, force=True)
         run.timings = {**timings, "total": time.perf_counter() - started}
-        path, summary_head = _save(ctx, spec, split, final, run, held_out, plan)
-        # The task completes now; the plots are drawn after the result is sent (artifacts/plots_state.py).
-        ctx.later(lambda: _draw_and_publish(ctx, plan, summary_head))
+        path, meta = _save(ctx, spec, split, final, run, held_out, plan)
+        # The task completes now; the permutation importances and the plots come after the result is sent
+        # (artifacts/plots_state.py).
+        ctx.later(lambda: _draw_and_publish(ctx, spec, split, final, plan, meta))
         ctx.report(phase="done", percent=100.0, eta_s=0.0, force=True)
         auto = spec.family == "auto"
         return TaskResult(
@@ -152,15 +157,17 @@ def _search_or_fixed(ctx: WorkerContext, spec: TabularSpec, split: _Split) -> _R
 def _evaluate(
     ctx: WorkerContext, spec: TabularSpec, split: _Split, final: Pipeline, study: optuna.Study | None
 ) -> tuple[dict[str, float], dict[str, Any], ReportPlan]:
-    """Held-out metrics of the final model, its feature importances, and the report plots that apply."""
+    """Held-out metrics of the final model, its own feature importances, and the report plots that apply.
+    Permutation importances come later (`_draw_and_publish`): the plan's importance plot reads them from
+    the `permutation` dict it is given, filled in then."""
     ctx.report(phase="evaluating", percent=95.0, force=True)
     pred = final.predict(split.X_test)
     scores, score_source = class_scores(final, split.X_test) if spec.is_classification else (None, None)
     held_out = held_out_metrics(spec, split.y_test, pred, scores)
-    with limit_threads(ctx.cpu_share or available_cpus()):
-        importances = feature_importances(
-            final, split.X_test, split.y_test, spec.effective_scoring, spec.random_state
-        )
+    importances = {
+        "permutation": dict(PERMUTATION_PENDING),
+        "model": model_importances(final, list(split.X_test.columns)),
+    }
     plan = plan_reports(
         held_out=HeldOut(
             y_true=split.y_test,
@@ -188,8 +195,8 @@ def _save(
     run: _Run,
     held_out: dict[str, float],
     plan: ReportPlan,
-) -> tuple[Path, str]:
-    """Save the model directory with its plots marked as being drawn; returns it and the summary's head."""
+) -> tuple[Path, dict[str, Any]]:
+    """Save the model directory with its plots marked as being drawn; returns it and its metadata."""
     metadata = metadata_for(ctx, spec, split.data, run.best_params, run.cv_score, held_out, run.n_trials)
     metadata["family"] = run.family
     metadata["n_trials_failed"] = run.n_failed
@@ -209,17 +216,33 @@ def _save(
     path = save_model_dir(
         ctx.models_dir, ctx.model_id, lambda p: joblib.dump(final, p), metadata, reports, ctx.signer
     )
-    return path, head
+    return path, metadata
 
 
-def _draw_and_publish(ctx: WorkerContext, plan: ReportPlan, summary_head: str) -> None:
-    """Draw the report plots of a saved model and publish them into its directory (after the result).
-    Never raises: a failure is logged, and the plots left pending are then reported missing."""
+def _draw_and_publish(
+    ctx: WorkerContext,
+    spec: TabularSpec,
+    split: _Split,
+    final: Pipeline,
+    plan: ReportPlan,
+    meta: dict[str, Any],
+) -> None:
+    """Compute the permutation importances of a saved model, draw its report plots and publish both into
+    its directory (after the result). Never raises: a failure is logged, and the plots left pending are
+    then reported missing."""
     try:
         _hold_for_tests()
+        with limit_threads(ctx.cpu_share or available_cpus()):
+            found = permutation_importances(
+                final, split.X_test, split.y_test, spec.effective_scoring, spec.random_state
+            )
+        permutation = meta["feature_importances"]["permutation"]  # the very dict the plan's plot reads
+        permutation.clear()
+        permutation.update(found)
         drawn = draw_reports(plan, ctx.cpu_share)
-        summary = summary_head + "\n".join(["", *drawn.summary_lines(), ""])
-        if not publish_plots(ctx.models_dir, ctx.model_id, drawn.images, drawn.metadata(), summary):
+        summary = summary_markdown(ctx.model_id, spec, meta) + "\n".join(["", *drawn.summary_lines(), ""])
+        updates = {"feature_importances": meta["feature_importances"]}
+        if not publish_plots(ctx.models_dir, ctx.model_id, drawn.images, drawn.metadata(), summary, updates):
             log.info("model %s was removed before its plots were drawn", ctx.model_id)
     except Exception:
         log.exception("the report plots of %s could not be published", ctx.model_id)
