@@ -79,6 +79,7 @@ _INDEX_AFTER_CHANGES = 2000
 _INDEX_AFTER_S = 600.0
 _INDEX_RETRY_S = 60.0
 _STALE_TEMP_S = 3600
+_ENDED = frozenset(s for s in TaskStatus if s.is_terminal())
 _ARCHIVE_BATCH = 500  # tasks archived per hold of the record lock, so that writers wait little
 
 
@@ -322,54 +323,70 @@ class TaskStore:
                 why,
             )
         index = index or {}
-        held: list[Held] = []
-        parsed = 0
+        vouched: set[str] = set()
+        unvouched: list[str] = []
+        ended = _ENDED
         with os.scandir(self.root) as entries:
             for entry in entries:
                 task_id = _task_id_of(entry.name)
                 if task_id is None:
                     continue
                 known = index.get(task_id)
-                if known is not None and known.status.is_terminal():
+                if known is not None and known.status in ended:
                     with contextlib.suppress(FileNotFoundError):
                         st = entry.stat(follow_symlinks=False)
-                        if stat.S_ISREG(st.st_mode) and _sig(st) == known.sig:
-                            held.append((known, None))
+                        if (
+                            st.st_ino == known.ino
+                            and st.st_mtime_ns == known.mtime_ns
+                            and st.st_size == known.size
+                            and stat.S_ISREG(st.st_mode)
+                        ):
+                            vouched.add(task_id)
                             continue
-                parsed += 1
-                loaded = self._parse(Path(entry.path))
-                if loaded is not None:
-                    held.append((summarize(loaded[1], loaded[0]), loaded[1]))
+                unvouched.append(entry.path)
+        # In the index's order (creation order): the cache sorts them in one pass.
+        held: list[Held] = [(s, None) for task_id, s in index.items() if task_id in vouched]
+        del index
+        held += self._parsed(unvouched)
         self._cache.put_many(held)
-        log.info("loaded %d task(s); %d file(s) parsed, the index vouched for the rest", len(held), parsed)
-        if why is not None or parsed > max(100, len(held) // 20):
+        log.info(
+            "loaded %d task(s); %d file(s) parsed, the index vouched for the rest", len(held), len(unvouched)
+        )
+        if why is not None or len(unvouched) > max(100, len(held) // 20):
             self.save_index()
+
+    def _parsed(self, paths: list[str]) -> list[Held]:
+        """Parse these task files; an ended task's record is not kept (its summary is)."""
+        held: list[Held] = []
+        for path in paths:
+            loaded = self._parse(Path(path))
+            if loaded is not None:
+                sig, record = loaded
+                held.append((summarize(record, sig), None if record.status.is_terminal() else record))
+        return held
 
     def _scan(self) -> None:
         """Compare the directory's names and inodes with what is held (and, for tasks that have not ended,
         the whole signature: an inode may be reused); parse what changed, forget what is gone."""
         known = self._cache.ids()
         before = set(known)
-        seen: set[str] = set()
-        held: list[Held] = []
         with os.scandir(self.root) as entries:
-            for entry in entries:
-                task_id = _task_id_of(entry.name)
-                if task_id is None:
-                    continue
-                summary = known.get(task_id)
-                if (
-                    summary is not None
-                    and summary.sig[0] == entry.inode()
-                    and (summary.status.is_terminal() or self._same_file(entry, summary.sig))
-                ):
-                    seen.add(task_id)
-                    continue
-                loaded = self._parse(Path(entry.path))
-                if loaded is not None:
-                    held.append((summarize(loaded[1], loaded[0]), loaded[1]))
-                    seen.add(task_id)
-        self._cache.put_many(held)
+            listed = {e.name: e for e in entries}
+        seen: set[str] = set()
+        changed: list[str] = []
+        for name, entry in listed.items():
+            task_id = _task_id_of(name)
+            if task_id is None:
+                continue
+            seen.add(task_id)
+            summary = known.get(task_id)
+            if (
+                summary is None
+                or summary.ino != entry.inode()
+                or (not summary.status.is_terminal() and not self._same_file(entry, summary.sig))
+            ):
+                changed.append(entry.path)
+        self._cache.put_many(self._parsed(changed))
         # Only tasks held before the scan began: one this process created meanwhile may not be listed.
         gone = [t for t in before - seen if not os.path.lexists(self.layout.task_file(t))]
         self._cache.drop(gone)

@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mcp_trainer.files import NotARegularFile, atomic_write, open_no_follow
 from mcp_trainer.ids import is_task_id
@@ -33,17 +33,6 @@ log = logging.getLogger(__name__)
 Sig = tuple[int, int, int]  # inode, mtime_ns, size
 
 _FORMAT = 1  # bump when what a summary holds, or how it is derived from a record, changes
-_FIELDS = (
-    *("task_id", "ino", "mtime_ns", "size", "status", "task_type", "name", "user_id", "priority"),
-    *("created_at", "created_ns", "started_at", "finished_at", "attempts", "model_id", "error_kind"),
-    *("idempotency_key", "percent", "phase", "trial", "n_trials", "best_score", "alerts"),
-)
-_HEADER = {
-    "index": "mcp-trainer task summaries",
-    "format": _FORMAT,
-    "version": __version__,
-    "fields": _FIELDS,
-}
 _MAX_INDEX_BYTES = 1 << 28  # ~250 bytes a task: room for a million
 _MAX_LINE = 1 << 14  # a line is a few hundred bytes; a name and a key of 200 characters fit many times
 _CHUNK = 5000  # lines parsed per json.loads (one call per line costs twice as much; all at once, memory)
@@ -53,21 +42,19 @@ _KINDS = {k.value: k for k in ErrorKind}
 _shared: dict[str, str] = {}  # one copy of the strings many summaries repeat (types, users, phases)
 
 
-def _share(text: str | None) -> str | None:
-    if text is None:
-        return None
-    if len(_shared) > 10_000:
+def _share(text: str) -> str:
+    if len(_shared) > 10_000:  # many users or phases: keep one copy of the common ones only
         _shared.clear()
     return _shared.setdefault(text, text)
 
 
-class TaskSummary:
-    """A task as the store indexes it (see the module's docstring); never changed once made."""
-
-    __slots__ = (*_FIELDS[:1], "sig", *_FIELDS[4:])
+class TaskSummary(NamedTuple):
+    """A task as the store indexes it (see the module's docstring): an index line's values, in order."""
 
     task_id: str
-    sig: Sig
+    ino: int  # the signature of the file it was read from (or written to): inode, mtime_ns, size
+    mtime_ns: int
+    size: int
     status: TaskStatus
     task_type: str
     name: str | None
@@ -88,12 +75,9 @@ class TaskSummary:
     best_score: float | None
     alerts: int
 
-    def __init__(self, **values: Any) -> None:
-        for name in self.__slots__:
-            setattr(self, name, values[name])
-
-    def __repr__(self) -> str:
-        return f"TaskSummary({self.task_id}, {self.status.value})"
+    @property
+    def sig(self) -> Sig:
+        return (self.ino, self.mtime_ns, self.size)
 
     @property
     def key(self) -> tuple[int, str]:
@@ -105,11 +89,14 @@ class TaskSummary:
         """When the task ended (its creation time when the record lacks it), as archive.ended_at."""
         return self.finished_at if self.finished_at is not None else self.created_at
 
-    def row(self) -> list[Any]:
-        """The index line's values, in _FIELDS order."""
-        values = [getattr(self, name) for name in self.__slots__]
-        values[1:2] = list(self.sig)
-        return values
+
+_FIELDS = TaskSummary._fields
+_HEADER = {
+    "index": "mcp-trainer task summaries",
+    "format": _FORMAT,
+    "version": __version__,
+    "fields": _FIELDS,
+}
 
 
 def summarize(record: TaskRecord, sig: Sig) -> TaskSummary:
@@ -117,11 +104,13 @@ def summarize(record: TaskRecord, sig: Sig) -> TaskSummary:
     p = record.progress
     return TaskSummary(
         task_id=record.task_id,
-        sig=sig,
+        ino=sig[0],
+        mtime_ns=sig[1],
+        size=sig[2],
         status=record.status,
         task_type=_share(record.task_type),
         name=record.name,
-        user_id=_share(record.user_id),
+        user_id=None if record.user_id is None else _share(record.user_id),
         priority=record.priority,
         created_at=record.created_at,
         created_ns=record.created_ns,
@@ -140,51 +129,42 @@ def summarize(record: TaskRecord, sig: Sig) -> TaskSummary:
     )
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+_NONE = type(None)
+_NUMBER = (float, int)
+# The types each value of a line may have, in _FIELDS order.
+_TYPES: tuple[tuple[type, ...], ...] = (
+    *((str,), (int,), (int,), (int,), (str,), (str,), (str, _NONE), (str, _NONE), (str,)),
+    *(_NUMBER, (int,), (*_NUMBER, _NONE), (*_NUMBER, _NONE), (int,), (str, _NONE), (str, _NONE)),
+    *((str, _NONE), _NUMBER, (str,), (int, _NONE), (int, _NONE), (*_NUMBER, _NONE), (int,)),
+)
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, float) or _is_int(v)
-
-
-def _optional(v: object, check: Any) -> bool:
-    return v is None or bool(check(v))
+_shapes: set[tuple[type, ...]] = set()  # the value types of lines already checked against _TYPES
 
 
 def _from_row(row: object) -> TaskSummary | None:
-    """The summary an index line holds, or None when it is not exactly what `row()` writes."""
-    if not isinstance(row, list) or len(row) != len(_FIELDS):
+    """The summary an index line holds, or None when it is not exactly what `write_index` writes."""
+    if type(row) is not list or len(row) != len(_FIELDS):
         return None
-    values = dict(zip(_FIELDS, row, strict=True))
-    strs = ("name", "user_id", "model_id", "idempotency_key")
-    ok = (
-        isinstance(values["task_id"], str)
-        and is_task_id(values["task_id"])
-        and all(_is_int(values[k]) for k in ("ino", "mtime_ns", "size", "created_ns", "attempts", "alerts"))
-        and all(_optional(values[k], lambda v: isinstance(v, str)) for k in strs)
-        and all(_is_number(values[k]) for k in ("created_at", "percent"))
-        and all(_optional(values[k], _is_number) for k in ("started_at", "finished_at", "best_score"))
-        and all(_optional(values[k], _is_int) for k in ("trial", "n_trials"))
-        and isinstance(values["task_type"], str)
-        and isinstance(values["phase"], str)
-        and values["status"] in _STATUSES
-        and values["priority"] in _PRIORITIES
-        and _optional(values["error_kind"], lambda v: v in _KINDS)
-    )
-    if not ok:
+    shape = tuple(map(type, row))  # a bool is not an int here: type() is exact
+    if shape not in _shapes:
+        if not all(t in allowed for t, allowed in zip(shape, _TYPES, strict=True)):
+            return None
+        _shapes.add(shape)
+    status, priority, kind = _STATUSES.get(row[4]), _PRIORITIES.get(row[8]), row[15]
+    if status is None or priority is None or not is_task_id(row[0]):
         return None
-    sig = (values.pop("ino"), values.pop("mtime_ns"), values.pop("size"))
-    values |= {
-        "sig": sig,
-        "status": _STATUSES[values["status"]],
-        "priority": _PRIORITIES[values["priority"]],
-        "error_kind": None if values["error_kind"] is None else _KINDS[values["error_kind"]],
-        "task_type": _share(values["task_type"]),
-        "user_id": _share(values["user_id"]),
-        "phase": _share(values["phase"]),
-    }
-    return TaskSummary(**values)
+    if kind is not None:
+        kind = _KINDS.get(kind)
+        if kind is None:
+            return None
+    shared = _shared
+    row[4], row[8], row[15] = status, priority, kind
+    row[5] = shared.setdefault(row[5], row[5])
+    row[18] = shared.setdefault(row[18], row[18])
+    if row[7] is not None:
+        row[7] = shared.setdefault(row[7], row[7])
+    return TaskSummary._make(row)
 
 
 def write_index(path: Path, summaries: Iterable[TaskSummary]) -> int:
@@ -196,7 +176,7 @@ def write_index(path: Path, summaries: Iterable[TaskSummary]) -> int:
         f.write(json.dumps(_HEADER, separators=(",", ":")).encode() + b"\n")
         lines: list[bytes] = []
         for s in summaries:
-            lines.append(json.dumps(s.row(), separators=(",", ":")).encode())
+            lines.append(json.dumps(s, separators=(",", ":")).encode())
             count += 1
             if len(lines) >= _CHUNK:
                 f.write(b"\n".join(lines) + b"\n")
@@ -232,6 +212,8 @@ def read_index(path: Path) -> tuple[dict[str, TaskSummary] | None, str | None]:
         found: dict[str, TaskSummary] = {}
         try:
             for rows in _chunks(f):
+                if len(_shared) > 10_000:  # many users or phases: keep one copy of the common ones only
+                    _shared.clear()
                 for row in rows:
                     summary = _from_row(row)
                     if summary is None or summary.task_id in found:
