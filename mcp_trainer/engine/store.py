@@ -323,6 +323,8 @@ class TaskStore:
                 why,
             )
         index = index or {}
+        before = set(self._cache.ids())  # what this process wrote before its first refresh
+        listed: set[str] = set()
         vouched: set[str] = set()
         unvouched: list[str] = []
         ended = _ENDED
@@ -331,6 +333,7 @@ class TaskStore:
                 task_id = _task_id_of(entry.name)
                 if task_id is None:
                     continue
+                listed.add(task_id)
                 known = index.get(task_id)
                 if known is not None and known.status in ended:
                     with contextlib.suppress(FileNotFoundError):
@@ -349,6 +352,7 @@ class TaskStore:
         del index
         held += self._parsed(unvouched)
         self._cache.put_many(held)
+        self._drop_gone(before - listed)
         log.info(
             "loaded %d task(s); %d file(s) parsed, the index vouched for the rest", len(held), len(unvouched)
         )
@@ -387,9 +391,12 @@ class TaskStore:
             ):
                 changed.append(entry.path)
         self._cache.put_many(self._parsed(changed))
-        # Only tasks held before the scan began: one this process created meanwhile may not be listed.
-        gone = [t for t in before - seen if not os.path.lexists(self.layout.task_file(t))]
-        self._cache.drop(gone)
+        self._drop_gone(before - seen)
+
+    def _drop_gone(self, unlisted: set[str]) -> None:
+        """Forget the tasks a scan did not list whose files are gone. Only tasks held before the scan
+        began are passed: one this process created meanwhile may not be listed."""
+        self._cache.drop([t for t in unlisted if not os.path.lexists(self.layout.task_file(t))])
 
     @staticmethod
     def _same_file(entry: os.DirEntry[str], sig: Sig) -> bool:
