@@ -79,6 +79,7 @@ _INDEX_AFTER_CHANGES = 2000
 _INDEX_AFTER_S = 600.0
 _INDEX_RETRY_S = 60.0
 _STALE_TEMP_S = 3600
+_FREEZE_AFTER = 10_000  # tasks loaded at start-up past which the collector stops walking them
 _ENDED = frozenset(s for s in TaskStatus if s.is_terminal())
 _ARCHIVE_BATCH = 500  # tasks archived per hold of the record lock, so that writers wait little
 
@@ -311,6 +312,15 @@ class TaskStore:
                     gc.enable()
             self._dir_view = (mtime, started_ns - mtime > _RACY_NS)
             self._scanned_at = self._refreshed_at = started
+            if seen_mtime is None:
+                self._index_saved = (self._cache.changes, started)
+                if len(self._cache.ids()) >= _FREEZE_AFTER:
+                    # What the first load built lives as long as the process: left to the cyclic
+                    # collector, every full collection would walk it again (tens of milliseconds with
+                    # 100,000 tasks, in whatever call it falls). Summaries hold no cycles: one that is
+                    # dropped later is still freed (by its reference count).
+                    gc.collect()
+                    gc.freeze()
 
     def _first_scan(self) -> None:
         """Load every task file's summary: from the index where it vouches for the file (an ended task
