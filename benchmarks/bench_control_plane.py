@@ -21,6 +21,7 @@ Goals (issue 13): start ≤ 3 s; status p99 ≤ 5 ms; submit p99 ≤ 25 ms; list
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -238,6 +239,7 @@ async def main(args: argparse.Namespace) -> None:
         ids = write_tasks(versions[0].queue, data, args.files)
         for v in versions[1:]:
             await anyio.run_process(["cp", "-a", str(versions[0].queue), str(v.queue)])
+        os.sync()  # the setup's writes reach the disk now, not in the fsyncs of the first timed submits
         print(f"wrote {args.files} task files per queue in {time.perf_counter() - t0:.1f} s", flush=True)
         empty = {v.label: await idle(v, root) for v in versions}
         idle_rss = {label: rss for label, (_, rss) in empty.items()}
