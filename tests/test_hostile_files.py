@@ -73,7 +73,7 @@ def test_a_directory_named_like_a_task_is_set_aside_with_a_clear_reason(queue_di
     with pytest.raises(TaskNotFoundError, match="not a regular file"):
         store.get(task_id)
     assert (queue_dir / "corrupt" / f"{task_id}.json").is_dir()
-    assert store.all() == []
+    assert store.live_now() == [] and store.summaries() == []
 
 
 def test_a_link_named_like_a_task_is_moved_aside_as_a_link_and_its_target_is_left_alone(
@@ -85,7 +85,8 @@ def test_a_link_named_like_a_task_is_moved_aside_as_a_link_and_its_target_is_lef
     before = outside.read_bytes()
     store = TaskStore(QueueLayout.at(queue_dir))
     (queue_dir / f"{task_id}.json").symlink_to(outside)
-    assert store.all() == []  # a valid record, but reached through a link: not read
+    assert store.live_now() == []  # a valid record, but reached through a link: not read
+    assert store.summaries() == []
     assert (queue_dir / "corrupt" / f"{task_id}.json").is_symlink()
     assert "symbolic link" in quarantine_reason(queue_dir, f"{task_id}.json")
     assert outside.read_bytes() == before
@@ -99,7 +100,7 @@ def test_a_record_larger_than_the_cap_is_set_aside_without_being_parsed(
     store = TaskStore(QueueLayout.at(queue_dir))
     (queue_dir / f"{task_id}.json").write_text(json.dumps(huge), encoding="utf-8")
     started = time.perf_counter()
-    assert store.all() == []
+    assert store.live_now() == [] and store.summaries() == []
     assert time.perf_counter() - started < 5
     assert f"larger than {MAX_RECORD_BYTES} bytes" in quarantine_reason(queue_dir, f"{task_id}.json")
 
@@ -110,7 +111,7 @@ def test_a_quarantine_reason_names_the_fields_but_never_quotes_the_files_values(
     (queue_dir / f"{task_id}.json").write_text(
         json.dumps({"task_id": task_id, "status": "S3cr3t-1!", "spec": {}}), encoding="utf-8"
     )
-    TaskStore(QueueLayout.at(queue_dir)).all()
+    TaskStore(QueueLayout.at(queue_dir)).refresh()
     reason = quarantine_reason(queue_dir, f"{task_id}.json")
     assert "status" in reason
     assert "S3cr3t" not in reason
@@ -125,7 +126,7 @@ def test_a_link_planted_as_a_reason_file_or_as_corrupt_itself_redirects_nothing(
     (queue_dir / "corrupt").mkdir()
     (queue_dir / "corrupt" / f"{first}.json.reason.txt").symlink_to(victim)
     (queue_dir / f"{first}.json").write_bytes(b"not json")
-    store.all()
+    store.refresh()
     assert victim.read_text(encoding="utf-8") == "precious\n"
     assert len(store.quarantined) == 1 and (queue_dir / "corrupt").is_dir()
 
@@ -134,7 +135,7 @@ def test_a_link_planted_as_a_reason_file_or_as_corrupt_itself_redirects_nothing(
     (queue_dir / "corrupt").rmdir()
     (queue_dir / "corrupt").symlink_to(elsewhere)
     (queue_dir / f"{second}.json").write_bytes(b"not json")
-    store.all()
+    store.refresh()
     assert list(elsewhere.iterdir()) == []
     assert (queue_dir / "corrupt").is_dir() and not (queue_dir / "corrupt").is_symlink()
     assert (queue_dir / "corrupt" / f"{second}.json").exists()

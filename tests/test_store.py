@@ -183,9 +183,9 @@ def test_an_unreadable_task_file_is_moved_to_corrupt_with_a_reason_and_the_rest_
     else:
         bad_path.write_bytes(make_record(new_task_id()).model_dump_json().encode())
 
-    loaded = store.all()
+    store.refresh()
 
-    assert sorted(r.task_id for r in loaded) == sorted(r.task_id for r in good)
+    assert sorted(s.task_id for s in store.summaries()) == sorted(r.task_id for r in good)
     assert not bad_path.exists()
     moved = queue_dir / "corrupt" / bad_path.name
     assert moved.exists()
@@ -239,20 +239,21 @@ def test_sweep_leaves_task_files_alone(store: TaskStore, queue_dir: Path) -> Non
 def test_refresh_picks_up_a_record_another_instance_wrote_and_drops_a_deleted_one(
     store: TaskStore, other_store: TaskStore
 ) -> None:
-    assert store.all() == []
+    store.refresh()
+    assert store.summaries() == []
     record = make_record()
     other_store.create(record)
 
     store.refresh()
-    assert store.cached() == [record]
+    assert store.live() == [record]
 
     other_store.update(record.task_id, lambda r: setattr(r, "name", "changed"))
     store.refresh()
-    assert [r.name for r in store.cached()] == ["changed"]
+    assert [s.name for s in store.summaries()] == ["changed"]
 
     other_store.layout.task_file(record.task_id).unlink()
     store.refresh()
-    assert store.cached() == []
+    assert store.summaries() == []
 
 
 def test_get_of_an_unknown_task_id_raises_task_not_found(store: TaskStore) -> None:

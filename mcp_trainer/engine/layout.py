@@ -3,6 +3,9 @@
     <task_id>.json          one task record each, replaced atomically on every change (store.py)
     .records.lock           flock'd around every read-modify-write, by every process sharing the queue
     .owner.lock             flock'd by the one process that executes tasks (owner.py)
+    .index/tasks.jsonl      a cache of every task file's summary, so that a start-up parses few files
+                            (summary.py); never trusted over the task files, rebuilt when unusable. In
+                            a folder of its own so that writing it leaves the queue directory's mtime
     .model-signing-key      the key that signs saved models (artifacts/signing.py), mode 0600
     .http-token             the HTTP transport's bearer token, mode 0600 (server/http.py)
     audit.jsonl             one JSON line per call that changed something, appended only (service/audit.py)
@@ -54,6 +57,14 @@ class QueueLayout:
     @property
     def records_lock(self) -> Path:
         return self.root / ".records.lock"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / ".index"
+
+    @property
+    def index_file(self) -> Path:
+        return self.index_dir / "tasks.jsonl"
 
     @property
     def owner_lock(self) -> Path:

@@ -36,6 +36,7 @@ from mcp_trainer.engine.diskuse import disk_report, tree_usage
 from mcp_trainer.engine.layout import ARCHIVE_SUFFIX, CHECKPOINTS_DIR, PRUNING_PREFIX, QueueLayout
 from mcp_trainer.engine.processes import pid_alive
 from mcp_trainer.engine.store import TaskStore
+from mcp_trainer.engine.summary import TaskSummary
 from mcp_trainer.errors import TaskNotFoundError
 from mcp_trainer.ids import is_task_id
 from mcp_trainer.records import ErrorKind, TaskRecord, TaskStatus
@@ -58,13 +59,12 @@ class Policy:
     prune_work_after_s: float = 7 * DAY_S
 
 
-def is_retry_candidate(r: TaskRecord) -> bool:
+def is_retry_candidate(r: TaskRecord | TaskSummary) -> bool:
     """A failed task whose error another attempt may get past."""
-    return (
-        r.status is TaskStatus.FAILED
-        and r.error is not None
-        and (r.error.kind.is_retryable() or r.error.kind in _RETRY_KINDS)
-    )
+    if r.status is not TaskStatus.FAILED:
+        return False
+    kind = r.error_kind if isinstance(r, TaskSummary) else r.error.kind if r.error else None
+    return kind is not None and (kind.is_retryable() or kind in _RETRY_KINDS)
 
 
 class _Work:
@@ -188,7 +188,7 @@ def run_maintenance(
             run.problems.append(f"archive/{stray.name} was not a plain file: moved to corrupt/")
         store.archive.refresh()
     candidates = sorted(
-        (r for r in store.cached() if is_retry_candidate(r)), key=lambda r: ended_at(r), reverse=True
+        (s for s in store.summaries() if is_retry_candidate(s)), key=lambda s: s.ended_at, reverse=True
     )
     return MaintenanceReport(
         dry_run=dry_run,
@@ -202,12 +202,12 @@ def run_maintenance(
         disk=disk_report(store.layout, models_dir),
         retry_candidates=[
             RetryCandidate(
-                task_id=r.task_id,
-                error_kind=r.error.kind if r.error else ErrorKind.INTERNAL,
-                finished_at=iso(r.finished_at),
-                attempts=r.attempts,
+                task_id=s.task_id,
+                error_kind=s.error_kind or ErrorKind.INTERNAL,
+                finished_at=iso(s.finished_at),
+                attempts=s.attempts,
             )
-            for r in candidates[:MAX_LISTED]
+            for s in candidates[:MAX_LISTED]
         ],
         retry_candidates_total=len(candidates),
         problems=run.problems + store.archive.problems(),
@@ -263,20 +263,20 @@ def _prune_ended(run: _Run, archived: set[str]) -> None:
     def no_retry(c: TaskRecord | None) -> bool:
         return c is not None and c.status.is_terminal() and not is_retry_candidate(c)
 
-    for r in run.store.cached():
-        if r.task_id in archived or not r.status.is_terminal():
+    for s in run.store.summaries():
+        if s.task_id in archived or not s.status.is_terminal():
             continue
-        if old_enough(r):
-            run.remove(r.task_id, None, old_enough, run.studies)
-        elif no_retry(r) and run.work.path(r.task_id, CHECKPOINTS_DIR) is not None:
-            run.remove(r.task_id, CHECKPOINTS_DIR, no_retry, run.checkpoints)
+        if s.ended_at < cutoff:
+            run.remove(s.task_id, None, old_enough, run.studies)
+        elif not is_retry_candidate(s) and run.work.path(s.task_id, CHECKPOINTS_DIR) is not None:
+            run.remove(s.task_id, CHECKPOINTS_DIR, no_retry, run.checkpoints)
 
 
 def _prune_orphans(run: _Run) -> None:
     """Work folders of no task: at once when the task is archived, else once untouched for the policy's
     age; a link in a work folder's place at once (it is removed, not followed)."""
     cutoff = run.now - run.policy.prune_work_after_s
-    live = {r.task_id for r in run.store.cached()}
+    live = run.store.ids()
     run.store.archive.refresh()
     with (
         contextlib.suppress(FileNotFoundError, NotADirectoryError),

@@ -193,7 +193,7 @@ class Scheduler:
         ending this owner could not record): end any worker of theirs, then run them again (or fail them,
         past the recoveries allowed). Returns how many. Blocking."""
         found = 0
-        for record in self.store.all():
+        for record in self.store.live_now():
             if record.status is TaskStatus.RUNNING and record.task_id not in supervised:
                 found += 1
                 end_leftover_worker(self.store.layout, record)
@@ -220,6 +220,7 @@ class Scheduler:
         taken_back = await off_loop(self.recover, supervised)
         if taken_back:
             log.warning("took back %d task(s) marked running that no worker of this owner runs", taken_back)
+        await off_loop(self.store.save_index_if_due)  # so that the next start-up parses few task files
 
     async def _check_alerts(self, rss_gb: dict[int, float], now: float) -> None:
         """Raise or clear the running tasks' alerts (alerts.py) in their records. A record is written when

@@ -38,7 +38,7 @@ class MonitoringMethods(ServiceCore):
                 f"min_severity must be one of info, warning, critical (got {min_severity!r})."
             ) from None
         parts = self._parts()
-        records = await off_loop(parts.store.all)
+        records = await off_loop(parts.store.live_now)
         samples = await off_loop(fresh_samples, parts.scheduler)
         found = [a for a in alerts_of(records, samples, self.alert_rules) if a.severity.rank >= floor.rank]
         counts = {s.value: 0 for s in Severity}

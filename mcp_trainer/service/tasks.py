@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -21,6 +22,7 @@ from mcp_trainer.engine.archive import ArchivedTask
 from mcp_trainer.engine.metrics import MetricsHistory
 from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.processes import end_leftover_worker
+from mcp_trainer.engine.summary import TaskSummary
 from mcp_trainer.errors import (
     InvalidInputError,
     InvalidStateError,
@@ -65,9 +67,8 @@ _WAIT_POLL_S = 0.1
 class TaskMethods(ServiceCore):
     """Submit, read, list, cancel and wait for tasks."""
 
-    # Derived orders, recomputed only when the store's cache changed (its `version`), so that reads stay
-    # fast with many thousands of task files.
-    _newest: tuple[int, list[TaskRecord]] | None = None
+    # The waiting tasks' start order, recomputed only when the store's cache changed (its `version`), so
+    # that reads stay fast with many thousands of task files.
     _positions: tuple[int, dict[str, int]] | None = None
 
     async def submit(
@@ -202,15 +203,6 @@ class TaskMethods(ServiceCore):
             return TaskStatusView.of(record, archived=True)
         return TaskStatusView.of(record, queue_position=self._queue_positions().get(record.task_id))
 
-    def _newest_first(self) -> list[TaskRecord]:
-        store = self._parts().store
-        newest = self._newest
-        if newest is None or newest[0] != store.version:
-            version = store.version
-            records = sorted(store.cached(), key=lambda r: (r.created_ns, r.task_id), reverse=True)
-            self._newest = newest = (version, records)
-        return newest[1]
-
     def _queue_positions(self) -> dict[str, int]:
         """1-based start order of every waiting task that waits for a slot; the first ones have none when
         a process executes the queue and has free slots: they start within a moment (blocking)."""
@@ -233,7 +225,7 @@ class TaskMethods(ServiceCore):
             if not owner:
                 return 0  # nobody executes: every waiting task waits
             limit = int(owner.get("limit", self.max_concurrent))
-        running = sum(r.status is TaskStatus.RUNNING for r in self._parts().store.cached())
+        running = self._parts().store.counts()[TaskStatus.RUNNING]
         return max(0, limit - running)
 
     async def list_tasks(
@@ -275,34 +267,34 @@ class TaskMethods(ServiceCore):
         after: Place | None,
     ) -> TaskPage:
         """One page of the listing: live tasks newest first, then archived ones newest first (`archive`:
-        whether the filters may match any). Blocking."""
+        whether the filters may match any). Built from the store's summaries; only a running task's item
+        needs its full record (live progress). Blocking."""
         store = self._parts().store
         store.refresh()
         waiting = self._queue_positions()
-        everything = self._newest_first()
-        live = everything if matches is None else [r for r in everything if matches(r)]
+        oldest_first = store.summaries()
+        live = oldest_first if matches is None else [s for s in oldest_first if matches(s)]
         archived: list[ArchivedTask] = []
         if archive:
             store.archive.refresh()
             if entries := store.archive.newest_first():
-                ids = {r.task_id for r in everything}  # after a crash mid-archive a task is in both
-                archived = [e for e in entries if e.task_id not in ids and (matches is None or matches(e))]
+                held = store.ids()  # after a crash mid-archive a task is in both
+                archived = [e for e in entries if e.task_id not in held and (matches is None or matches(e))]
         total = len(live) + len(archived)
+        end, skipped = len(live), 0  # live[:end] and archived[skipped:] come after the cursor
         if after is not None:
             in_archive, key = after[0], after[1:]
-            live = [] if in_archive else live[_first_older(live, key) :]
-            if in_archive:
-                archived = archived[_first_older(archived, key) :]
-        shown = live[:limit]
-        shown_archived = archived[: limit - len(shown)]
-        views = [TaskStatusView.of(self._live(r), queue_position=waiting.get(r.task_id)) for r in shown]
+            end = 0 if in_archive else bisect_left(live, key, key=_order_key)
+            skipped = _first_older(archived, key) if in_archive else 0
+        shown = live[max(0, end - limit) : end][::-1]
+        shown_archived = archived[skipped : skipped + limit - len(shown)]
+        items = [self._item(s, waiting.get(s.task_id)) for s in shown]
         for entry in shown_archived:
             record = store.archive.read(entry)
             if record is not None:
-                views.append(TaskStatusView.of(record, archived=True))
-        items = [TaskListItem.of(v) for v in views]
+                items.append(TaskListItem.of(TaskStatusView.of(record, archived=True)))
         next_cursor = None
-        if len(live) + len(archived) > limit:
+        if end + len(archived) - skipped > limit:
             if shown_archived:
                 last = shown_archived[-1]
                 next_cursor = encode_cursor(last.created_ns, last.task_id, archived=True)
@@ -310,16 +302,23 @@ class TaskMethods(ServiceCore):
                 next_cursor = encode_cursor(shown[-1].created_ns, shown[-1].task_id)
         return TaskPage(tasks=items, total=total, next_cursor=next_cursor)
 
+    def _item(self, summary: TaskSummary, queue_position: int | None) -> TaskListItem:
+        """A live task's list item: from its summary, but a running task's from its record and the live
+        progress this process may hold of it."""
+        if summary.status is TaskStatus.RUNNING:
+            record = self._parts().store.live_record(summary.task_id)
+            if record is not None:
+                return TaskListItem.of(TaskStatusView.of(self._live(record)))
+        return TaskListItem.of_summary(summary, queue_position=queue_position)
+
     async def queue_status(self) -> QueueStatus:
         """True counts from the task files, the limit, who executes, and the machine's load."""
         return await off_loop(self._queue_status)
 
     def _queue_status(self) -> QueueStatus:
         parts = self._parts()
-        records = parts.store.all()
-        counts = {s.value: 0 for s in TaskStatus}
-        for r in records:
-            counts[r.status.value] += 1
+        records = parts.store.live_now()  # what has not ended: the running tasks' grants and alerts
+        counts = {s.value: n for s, n in parts.store.counts().items()}
         owner = parts.scheduler.owner_info()
         executes = parts.scheduler.is_owner
         limit = self.max_concurrent if executes else owner.get("limit", self.max_concurrent)
@@ -483,7 +482,7 @@ class TaskMethods(ServiceCore):
         store = self._parts().store
 
         async def idle() -> bool:
-            return all(r.status.is_terminal() for r in await off_loop(store.all))
+            return not await off_loop(store.live_now)
 
         if not await poll_until(idle, interval_s=0.05, timeout_s=timeout_s):
             raise TimeoutError(f"tasks were still waiting or running after {timeout_s:g} s")
@@ -601,6 +600,10 @@ class _Ordered(Protocol):
     def created_ns(self) -> int: ...
     @property
     def task_id(self) -> str: ...
+
+
+def _order_key(s: TaskSummary) -> tuple[int, str]:
+    return (s.created_ns, s.task_id)
 
 
 def _first_older(newest_first: Sequence[_Ordered], key: tuple[int, str]) -> int:

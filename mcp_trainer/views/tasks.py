@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from mcp_trainer.machine import MachineStatus
-from mcp_trainer.records import Alert, Priority, TaskError, TaskRecord, TaskStatus, TrainingProgress
+from mcp_trainer.records import (
+    Alert,
+    ErrorKind,
+    Priority,
+    TaskError,
+    TaskRecord,
+    TaskStatus,
+    TrainingProgress,
+)
 from mcp_trainer.specs.resources import Grant, ResourceRequest
 
 __all__ = ["AlertsView", "MetricPoint", "QueueStatus", "TaskListItem", "TaskPage", "TaskStatusView", "iso"]
@@ -158,6 +166,75 @@ class TaskListItem(BaseModel):
             error_kind=view.error.kind.value if view.error else None,
             alerts=len(view.alerts),
         )
+
+    @classmethod
+    def of_summary(cls, s: Summarized, *, queue_position: int | None = None) -> TaskListItem:
+        """The same item as `of(TaskStatusView.of(record, queue_position=...))`, from the store's summary
+        of the record (engine/summary.py) instead of the record: no task file is read."""
+        status = s.status
+        if status is TaskStatus.RUNNING:
+            phase = s.phase
+        elif status is TaskStatus.COMPLETED:
+            phase = "done"
+        else:
+            phase = status.value
+        shows_error = status in (TaskStatus.FAILED, TaskStatus.RETRYING)
+        return cls(
+            task_id=s.task_id,
+            name=s.name,
+            task_type=s.task_type,
+            user_id=s.user_id,
+            status=status,
+            progress=round(s.percent, 2),
+            phase=phase,
+            trial=s.trial,
+            n_trials=s.n_trials,
+            best_score=s.best_score,
+            queue_position=queue_position if status.is_waiting() else None,
+            created_at=iso(s.created_at) or "",
+            started_at=iso(s.started_at),
+            finished_at=iso(s.finished_at),
+            model_id=s.model_id,
+            error_kind=s.error_kind.value if shows_error and s.error_kind is not None else None,
+            alerts=s.alerts if status is TaskStatus.RUNNING else 0,
+        )
+
+
+class Summarized(Protocol):
+    """What a list item needs of a task (the store's TaskSummary has it)."""
+
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def task_type(self) -> str: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def status(self) -> TaskStatus: ...
+    @property
+    def percent(self) -> float: ...
+    @property
+    def phase(self) -> str: ...
+    @property
+    def trial(self) -> int | None: ...
+    @property
+    def n_trials(self) -> int | None: ...
+    @property
+    def best_score(self) -> float | None: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def finished_at(self) -> float | None: ...
+    @property
+    def model_id(self) -> str | None: ...
+    @property
+    def error_kind(self) -> ErrorKind | None: ...
+    @property
+    def alerts(self) -> int: ...
 
 
 class TaskPage(BaseModel):
