@@ -24,7 +24,10 @@ from mcp_trainer.service import maintenance, models, tasks
 pytestmark = pytest.mark.anyio
 
 BLOCKING: list[tuple[object, str]] = [
-    *((TaskStore, name) for name in ("get", "refresh", "all", "create", "update", "sweep_temp_files")),
+    *(
+        (TaskStore, name)
+        for name in ("get", "refresh", "live_now", "create", "update", "sweep_temp_files", "save_index")
+    ),
     *((TaskStore, name) for name in ("find", "update_anywhere", "archive_ended")),
     (maintenance, "run_maintenance"),
     (OwnerLock, "try_acquire"),
