@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.ids import new_task_id
 from mcp_trainer.machine import GpuInfo
 from mcp_trainer.records import TaskError, TaskRecord
+from mcp_trainer.specs import AnySpec
 from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.tabular import TabularSpec
 
@@ -93,6 +94,15 @@ class ScriptedExecutor(Executor):
 
     starts: list[Start] = field(default_factory=list)
     handles: dict[str, _Handle] = field(default_factory=dict)
+    warm: set[str] = field(default_factory=set)  # task types it is ready for (the rest: warm_up them)
+    warm_ups: list[list[str]] = field(default_factory=list)  # every warm_up call's task types
+
+    def warm_up(self, task_types: Iterable[str] = ()) -> None:
+        self.warm_ups.append(list(task_types))
+        self.warm.update(task_types)
+
+    def is_warm_for(self, task_type: str) -> bool:
+        return task_type in self.warm
 
     async def start(self, record: TaskRecord, *, cpu_share: int, gpus: Sequence[int] = ()) -> RunHandle:
         handle = _Handle(record.task_id)
@@ -151,8 +161,10 @@ class Bench:
     def __init__(self, store: TaskStore, scheduler: Scheduler, executor: ScriptedExecutor) -> None:
         self.store, self.scheduler, self.executor = store, scheduler, executor
 
-    def add(self, cores: int | None, memory_gb: float = 1.0, gpu_count: float = 0.0) -> str:
-        spec = TabularSpec(task_type="svm_classification", data_source="/data.csv", target_column="y")
+    def add(
+        self, cores: int | None, memory_gb: float = 1.0, gpu_count: float = 0.0, spec: AnySpec | None = None
+    ) -> str:
+        spec = spec or TabularSpec(task_type="svm_classification", data_source="/data.csv", target_column="y")
         request = ResourceRequest(cpu_cores=cores, memory_gb=memory_gb, gpu_count=gpu_count)
         record = TaskRecord(task_id=new_task_id(), spec=spec, resources=request)
         self.store.create(record)
@@ -174,7 +186,12 @@ class Bench:
 
 @asynccontextmanager
 async def bench(
-    queue_dir: Path, models_dir: Path, metrics: FakeMetrics, limit: int = 3, **admission: float
+    queue_dir: Path,
+    models_dir: Path,
+    metrics: FakeMetrics,
+    limit: int = 3,
+    warm_up: bool = False,
+    **admission: float,
 ) -> AsyncIterator[Bench]:
     models_dir.mkdir(parents=True, exist_ok=True)
     store = TaskStore(QueueLayout.at(queue_dir))
@@ -184,7 +201,7 @@ async def bench(
         store, executor, models_dir, limit=limit, poll_interval_s=0.01, metrics=metrics, admission=config
     )
     async with anyio.create_task_group() as tg:
-        tg.start_soon(scheduler.run, False)
+        tg.start_soon(scheduler.run, warm_up)
         try:
             yield Bench(store, scheduler, executor)
         finally:

@@ -15,6 +15,7 @@ from mcp_trainer.engine.starts import AdmissionConfig
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.ids import new_task_id
 from mcp_trainer.records import TaskRecord, TaskStatus
+from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.tabular import TabularSpec
 
@@ -112,3 +113,41 @@ async def test_tasks_with_no_core_count_share_the_cores_among_those_waiting_toge
     async with bench(queue_dir, models_dir, FakeMetrics(cpus=6), limit=3) as b:
         await b.until(lambda: all(b.started(t) for t in tasks))
         assert [s.cpu_share for s in b.executor.starts] == [2, 2, 2]
+
+
+async def test_a_completed_tasks_slot_is_free_while_its_worker_draws_but_its_gpus_are_not(
+    queue_dir: Path, models_dir: Path
+) -> None:
+    async with bench(queue_dir, models_dir, FakeMetrics(cpus=4, gpus=[gpu(0)]), limit=1) as b:
+        first = b.add(cores=1)
+        await b.until(lambda: b.started(first))
+        second = b.add(cores=1, gpu_count=1)
+        b.executor.send(first, "result", {"model_id": "model_x", "model_dir": "/m"})  # it goes on drawing
+        await b.until(lambda: b.started(second))
+        assert b.get(first).status is TaskStatus.COMPLETED and first in b.executor.running()
+
+        third = b.add(cores=1)
+        b.executor.send(second, "result", {"model_id": "model_y", "model_dir": "/m"})
+        await b.until(lambda: b.get(second).status is TaskStatus.COMPLETED)
+        await b.until(lambda: b.get(third).waiting_for is not None)
+        assert not b.started(third)  # the second's worker still holds its GPU, and so its slot
+        b.executor.end(second)
+        await b.until(lambda: b.started(third))
+
+
+async def test_the_scheduler_has_the_executor_prepare_for_a_fine_tune_while_it_waits(
+    queue_dir: Path, models_dir: Path
+) -> None:
+    async with bench(queue_dir, models_dir, FakeMetrics(cpus=4), limit=1, warm_up=True) as b:
+        first = b.add(cores=1)
+        await b.until(lambda: b.started(first))
+        finetune = FinetuneSpec(
+            task_type="text_classification_finetune", model_path="/models/bert", data_source="/d.csv"
+        )
+        waiting = b.add(cores=1, spec=finetune)
+        await b.until(lambda: b.executor.is_warm_for("text_classification_finetune"))
+        assert ["text_classification_finetune"] in b.executor.warm_ups
+        assert not b.started(waiting)  # prepared for while it waits for the slot
+        b.executor.end(first)
+        await b.until(lambda: b.started(waiting))
+        assert b.executor.warm_ups.count(["text_classification_finetune"]) == 1

@@ -63,19 +63,18 @@ class _Running:
     ending: tuple[str, dict[str, Any]] | None = None
     recorded: bool = False  # the ending is recorded (a result is, as soon as it arrives)
     after_done: bool = False  # the worker finished its work after the result (the report plots)
+    watch: TaskWatch = field(default_factory=lambda: TaskWatch(time.time()))
+    alerts: list[Alert] = field(default_factory=list)  # as last written to the record
+    alerts_written_at: float = 0.0
 
     @property
     def holds_slot(self) -> bool:
         """Whether it counts against the concurrency limit and the machine's claims: until its result is
-        recorded. After that its worker only draws the report plots, at a low priority (nice 10, worker.py),
-        and the next task may start beside it; one granted GPUs keeps them until it exits (its CUDA context
-        is still there)."""
+        recorded. After that its worker only draws the report plots, on idle CPU time only (SCHED_IDLE,
+        worker.py), and the next task may start beside it; one granted GPUs keeps them until it exits (its
+        CUDA context is still there)."""
         completed = self.recorded and self.ending is not None and self.ending[0] == "result"
         return not completed or bool(self.grant.gpus)
-
-    watch: TaskWatch = field(default_factory=lambda: TaskWatch(time.time()))
-    alerts: list[Alert] = field(default_factory=list)  # as last written to the record
-    alerts_written_at: float = 0.0
 
 
 class Scheduler:

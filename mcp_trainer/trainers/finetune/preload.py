@@ -15,6 +15,7 @@ tabular forkserver (trainers/threads.py says why it must happen before any fork)
 from __future__ import annotations
 
 import contextlib
+import gc
 
 import torch  # noqa: F401
 import transformers  # noqa: F401
@@ -30,3 +31,4 @@ with contextlib.suppress(ImportError):  # peft is needed by LoRA fine-tunes only
     import peft  # noqa: F401
 
 one_blas_thread()
+gc.freeze()  # keep the workers' collector off what is loaded now (as the tabular forkserver does)
