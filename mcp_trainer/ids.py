@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Iterable
 
 from mcp_trainer.errors import InvalidInputError
 
-__all__ = ["check_model_id", "check_task_id", "is_task_id", "model_id_for", "new_task_id"]
+__all__ = ["all_task_ids", "check_model_id", "check_task_id", "is_task_id", "model_id_for", "new_task_id"]
 
 _TASK_RE = re.compile(r"task_\d{8}T\d{6}_[0-9a-f]{8}")
 _MODEL_RE = re.compile(r"model_\d{8}T\d{6}_[0-9a-f]{8}")
@@ -37,6 +38,11 @@ def _checked(value: object, pattern: re.Pattern[str], kind: str, where: str) -> 
 def is_task_id(text: str) -> bool:
     """Whether `text` is a well-formed task id."""
     return _TASK_RE.fullmatch(text) is not None
+
+
+def all_task_ids(texts: Iterable[str]) -> bool:
+    """Whether every one of these strings is a well-formed task id (one pass at C speed)."""
+    return all(map(_TASK_RE.fullmatch, texts))
 
 
 def check_task_id(task_id: object) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.store import TaskStore
-from mcp_trainer.engine.summary import read_index, summarize, write_index
+from mcp_trainer.engine.summary import TaskSummary, read_index, summarize, write_index
 from mcp_trainer.files import atomic_write_bytes
 from mcp_trainer.ids import new_task_id
 from mcp_trainer.records import (
@@ -147,10 +147,15 @@ def forge(path: Path, how: str) -> None:
     elif how == "other_version":
         header = json.loads(lines[0]) | {"format": 999}
         path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n", encoding="utf-8")
-    elif how == "wrong_types":
+    elif how in _SPOILED_VALUES:
         row = json.loads(lines[1])
-        row[1] = "not an inode"
+        field, value = _SPOILED_VALUES[how]
+        row[TaskSummary._fields.index(field)] = value
         path.write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n", encoding="utf-8")
+    elif how == "a_task_twice":
+        path.write_text("\n".join([*lines, lines[1]]) + "\n", encoding="utf-8")
+    elif how == "a_short_line":
+        path.write_text("\n".join([*lines, "[1, 2]"]) + "\n", encoding="utf-8")
     elif how == "a_link":
         target = path.with_name("elsewhere.jsonl")
         path.rename(target)
@@ -159,7 +164,18 @@ def forge(path: Path, how: str) -> None:
         raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", ["torn", "garbage", "other_version", "wrong_types", "a_link"])
+_SPOILED_VALUES = {
+    "wrong_types": ("ino", "not an inode"),
+    "a_bool_for_an_int": ("attempts", True),
+    "an_unknown_status": ("status", "finished"),
+    "an_unknown_error_kind": ("error_kind", "meltdown"),
+    "a_malformed_task_id": ("task_id", "task_../../etc"),
+}
+
+
+@pytest.mark.parametrize(
+    "how", ["torn", "garbage", "other_version", "a_link", "a_task_twice", "a_short_line", *_SPOILED_VALUES]
+)
 def test_an_unusable_index_is_ignored_said_so_in_the_log_and_written_anew(
     store: TaskStore, queue_dir: Path, caplog: pytest.LogCaptureFixture, how: str
 ) -> None:

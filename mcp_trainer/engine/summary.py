@@ -19,11 +19,14 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from mcp_trainer.files import NotARegularFile, atomic_write, open_no_follow
-from mcp_trainer.ids import is_task_id
+from mcp_trainer.ids import all_task_ids
 from mcp_trainer.records import ErrorKind, Priority, TaskRecord, TaskStatus
 from mcp_trainer.version import __version__
 
@@ -139,32 +142,33 @@ _TYPES: tuple[tuple[type, ...], ...] = (
 )
 
 
-_shapes: set[tuple[type, ...]] = set()  # the value types of lines already checked against _TYPES
+_KINDS_OR_NONE: dict[str | None, ErrorKind | None] = {None: None}
+_KINDS_OR_NONE.update(_KINDS)
+_BAD = object()  # what a lookup gives for a value that is not one of the names it knows
+_SHARED_FIELDS = tuple(_FIELDS.index(f) for f in ("task_type", "user_id", "phase"))
+_STATUS, _PRIORITY, _KIND = (_FIELDS.index(f) for f in ("status", "priority", "error_kind"))
+_new_summary = partial(tuple.__new__, TaskSummary)  # a TaskSummary from a tuple of its values, at C speed
 
 
-def _from_row(row: object) -> TaskSummary | None:
-    """The summary an index line holds, or None when it is not exactly what `write_index` writes."""
-    if type(row) is not list or len(row) != len(_FIELDS):
+def _from_rows(rows: list[object]) -> list[TaskSummary] | None:
+    """The summaries of a chunk of index lines, or None when any line is not exactly what `write_index`
+    writes. Checked a column at a time (each check one pass at C speed: a start-up reads 100,000 lines)."""
+    if set(map(type, rows)) != {list} or set(map(len, rows)) != {len(_FIELDS)}:  # type: ignore[arg-type]
         return None
-    shape = tuple(map(type, row))  # a bool is not an int here: type() is exact
-    if shape not in _shapes:
-        if not all(t in allowed for t, allowed in zip(shape, _TYPES, strict=True)):
+    columns: list[Any] = list(zip(*rows, strict=True))
+    for values, allowed in zip(columns, _TYPES, strict=True):
+        if not set(map(type, values)) <= set(allowed):  # exact types: a bool is not an int here
             return None
-        _shapes.add(shape)
-    status, priority, kind = _STATUSES.get(row[4]), _PRIORITIES.get(row[8]), row[15]
-    if status is None or priority is None or not is_task_id(row[0]):
+    if not all_task_ids(columns[0]):
         return None
-    if kind is not None:
-        kind = _KINDS.get(kind)
-        if kind is None:
-            return None
-    shared = _shared
-    row[4], row[8], row[15] = status, priority, kind
-    row[5] = shared.setdefault(row[5], row[5])
-    row[18] = shared.setdefault(row[18], row[18])
-    if row[7] is not None:
-        row[7] = shared.setdefault(row[7], row[7])
-    return TaskSummary._make(row)
+    columns[_STATUS] = list(map(_STATUSES.get, columns[_STATUS], repeat(_BAD)))
+    columns[_PRIORITY] = list(map(_PRIORITIES.get, columns[_PRIORITY], repeat(_BAD)))
+    columns[_KIND] = list(map(_KINDS_OR_NONE.get, columns[_KIND], repeat(_BAD)))
+    if any(_BAD in columns[i] for i in (_STATUS, _PRIORITY, _KIND)):
+        return None
+    for i in _SHARED_FIELDS:  # one copy of the strings many summaries repeat
+        columns[i] = list(map(_shared.setdefault, columns[i], columns[i]))
+    return list(map(_new_summary, zip(*columns, strict=True)))
 
 
 def write_index(path: Path, summaries: Iterable[TaskSummary]) -> int:
@@ -210,32 +214,35 @@ def read_index(path: Path) -> tuple[dict[str, TaskSummary] | None, str | None]:
         if header != json.loads(json.dumps(_HEADER)):
             return None, "it was written by another version"
         found: dict[str, TaskSummary] = {}
+        lines = 0
         try:
             for rows in _chunks(f):
                 if len(_shared) > 10_000:  # many users or phases: keep one copy of the common ones only
                     _shared.clear()
-                for row in rows:
-                    summary = _from_row(row)
-                    if summary is None or summary.task_id in found:
-                        return None, "a line is not a task summary"
-                    found[summary.task_id] = summary
+                summaries = _from_rows(rows)
+                if summaries is None:
+                    return None, "a line is not a task summary"
+                found.update(zip(map(itemgetter(0), summaries), summaries, strict=True))
+                lines += len(summaries)
         except ValueError:
             return None, "it is torn or not JSON"
+    if len(found) != lines:
+        return None, "a task has two lines"
     return found, None
 
 
 def _chunks(f: Any) -> Iterator[list[object]]:
-    """The index's lines, parsed _CHUNK at a time (raises ValueError on a line that is not JSON)."""
-    lines: list[bytes] = []
-    while line := f.readline(_MAX_LINE):
-        if not line.endswith(b"\n"):
-            raise ValueError("a torn or overlong line")
-        lines.append(line[:-1])
-        if len(lines) >= _CHUNK:
-            yield _parse(lines)
-            lines = []
-    if lines:
-        yield _parse(lines)
+    """The index's lines, parsed _CHUNK at a time (raises ValueError on a line that is not JSON). The file
+    is read whole (its size is capped) and split at C speed."""
+    data = f.read()
+    if data and not data.endswith(b"\n"):
+        raise ValueError("a torn last line")
+    lines = data.split(b"\n")[:-1]
+    del data
+    if lines and max(map(len, lines)) >= _MAX_LINE:
+        raise ValueError("an overlong line")
+    for start in range(0, len(lines), _CHUNK):
+        yield _parse(lines[start : start + _CHUNK])
 
 
 def _parse(lines: list[bytes]) -> list[object]:
