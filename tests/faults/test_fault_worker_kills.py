@@ -14,6 +14,8 @@ import pytest
 from faults.faultfigures import FaultFigures
 from faults.faultkit import SEED, WorkerWatch, audit, read_records, search, tiny
 from mcp_trainer import TaskStatus, TrainingService
+from mcp_trainer.artifacts.model_dir import read_metadata
+from mcp_trainer.artifacts.plots_state import plots_in_flight
 
 pytestmark = [pytest.mark.faults, pytest.mark.anyio]
 
@@ -56,14 +58,21 @@ async def test_workers_killed_at_random_points_are_retried_and_each_task_complet
     found = await anyio.to_thread.run_sync(audit, queue_dir, models_dir, set(ids), watch)
     fault_figures.record("2 workers SIGKILLed", found, orphans)
 
-    assert len(killed) >= 4, f"too few kills landed while a worker ran: {killed}"
+    # A kill aimed at a running task can land just after its result was recorded, on the worker drawing
+    # its plots: the task stays completed, once, and its model says which plots the kill cost.
+    late = {r.task_id for r in records if r.task_id in killed and r.attempts == 1}
+    assert len(killed) - len(late) >= 3, f"too few kills landed while a worker ran: {killed}, late {late}"
     for record in records:
         assert record.status is TaskStatus.COMPLETED, (
             record.task_id,
             killed.get(record.task_id),
             record.error,
         )
-        if record.task_id in killed:
+        if record.task_id in late:
+            assert record.result is not None
+            plots = read_metadata(models_dir, record.result.model_id)["plots"]
+            assert plots_in_flight(plots)[0] == []  # none left waiting on the killed drawer
+        elif record.task_id in killed:
             assert record.attempts == 2
             assert [t.note for t in record.history if t.status is TaskStatus.RETRYING] == ["worker lost"]
     assert found.lost == [] and found.run_twice == [] and found.wrong_endings == []
