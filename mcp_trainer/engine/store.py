@@ -337,26 +337,38 @@ class TaskStore:
         listed: set[str] = set()
         vouched: set[str] = set()
         unvouched: list[str] = []
-        ended = _ENDED
+        # One pass over up to 100,000 entries: what _task_id_of checks is inlined, and methods are bound
+        # once (this loop was ~0.8 s of a 2.4 s load at that size).
+        ended, isreg, suffix, cut = _ENDED, stat.S_ISREG, TASK_SUFFIX, -len(TASK_SUFFIX)
+        listed_add, vouched_add, unvouched_add, known_of = (
+            listed.add,
+            vouched.add,
+            unvouched.append,
+            index.get,
+        )
         with os.scandir(self.root) as entries:
             for entry in entries:
-                task_id = _task_id_of(entry.name)
-                if task_id is None:
+                name = entry.name
+                if not name.endswith(suffix) or name.startswith("."):
                     continue
-                listed.add(task_id)
-                known = index.get(task_id)
+                task_id = name[:cut]
+                listed_add(task_id)
+                known = known_of(task_id)
                 if known is not None and known.status in ended:
-                    with contextlib.suppress(FileNotFoundError):
+                    try:
                         st = entry.stat(follow_symlinks=False)
-                        if (
-                            st.st_ino == known.ino
-                            and st.st_mtime_ns == known.mtime_ns
-                            and st.st_size == known.size
-                            and stat.S_ISREG(st.st_mode)
-                        ):
-                            vouched.add(task_id)
-                            continue
-                unvouched.append(entry.path)
+                    except FileNotFoundError:
+                        unvouched_add(entry.path)  # gone meanwhile: the parse drops it
+                        continue
+                    if (
+                        st.st_ino == known.ino
+                        and st.st_mtime_ns == known.mtime_ns
+                        and st.st_size == known.size
+                        and isreg(st.st_mode)
+                    ):
+                        vouched_add(task_id)
+                        continue
+                unvouched_add(entry.path)
         # In the index's order (creation order): the cache sorts them in one pass.
         held: list[Held] = [(s, None) for task_id, s in index.items() if task_id in vouched]
         del index
