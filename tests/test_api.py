@@ -93,9 +93,14 @@ async def test_priorities_order_the_queue_and_positions_are_reported(
         normal = await svc.submit(spec)
         high = await svc.submit(spec, priority="high")
         assert [(await svc.status(t.task_id)).queue_position for t in (high, normal, low)] == [1, 2, 3]
+        # A submit's answer counts its own position (one pass, not a ranking of the whole queue): the same
+        # as the status ranks it, whatever its priority.
+        for priority, expected in [("normal", 3), ("low", 5), ("high", 2)]:
+            answer = await svc.submit(spec, priority=priority)
+            assert answer.queue_position == expected
+            assert (await svc.status(answer.task_id)).queue_position == expected
         status = await svc.queue_status()
-        assert status.next_up == [high.task_id, normal.task_id, low.task_id]
-        assert status.queued == 3 and status.running == 0
+        assert status.next_up[0] == high.task_id and status.queued == 6 and status.running == 0
 
 
 async def test_a_task_that_starts_at_once_has_no_queue_position_and_the_next_one_waits_first_in_line(

@@ -163,7 +163,7 @@ class TaskMethods(ServiceCore):
             _check_same_task(stored, record)
             return await off_loop(lambda: self._view(self._live(stored))), False
         parts.scheduler.wake()
-        return await off_loop(self._view, record), True
+        return await off_loop(self._new_task_view, record), True
 
     # -- read ----------------------------------------------------------------------------------------
 
@@ -202,6 +202,19 @@ class TaskMethods(ServiceCore):
         if archived:
             return TaskStatusView.of(record, archived=True)
         return TaskStatusView.of(record, queue_position=self._queue_positions().get(record.task_id))
+
+    def _new_task_view(self, record: TaskRecord) -> TaskStatusView:
+        """A just-submitted task's view. Its queue position is counted in one pass over the waiting tasks
+        rather than by ranking them all (`_queue_positions`: every submit changes the queue, and ranking
+        1,800 waiting tasks took 3-5 ms of each submit). Blocking."""
+        positions = self._positions
+        if positions is not None and positions[0] == self._parts().store.version:
+            return self._view(record)
+        key = record.sort_key_waiting()
+        waiting = self._parts().store.waiting()
+        ahead = sum(1 for r in waiting if (r.priority.rank, r.created_ns, r.task_id) < key)
+        free = self._free_slots()
+        return TaskStatusView.of(record, queue_position=ahead + 1 - free if ahead >= free else None)
 
     def _queue_positions(self) -> dict[str, int]:
         """1-based start order of every waiting task that waits for a slot; the first ones have none when
