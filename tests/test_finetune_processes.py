@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 import psutil
@@ -17,6 +15,7 @@ import torch
 from mcp import Client
 from mcp_calls import call, call_error
 from tiny_models import expected_device, lm_csv, make_bert, make_gpt2, sentiment_csv
+from waiting import wait_until
 
 from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.engine.processes import process_group_alive
@@ -34,17 +33,6 @@ def hf_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "gpt2": make_gpt2(root / "gpt2"),
         "slow": make_bert(root / "slow", hidden=256, layers=6),  # ~1 s per step of 64 long examples
     }
-
-
-async def _holds(predicate: Any) -> bool:
-    outcome = predicate()
-    return bool(await outcome) if inspect.isawaitable(outcome) else bool(outcome)
-
-
-async def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.05) -> None:
-    with anyio.fail_after(timeout):
-        while not await _holds(predicate):
-            await anyio.sleep(interval)
 
 
 async def test_fine_tunes_run_through_the_mcp_tools_and_their_models_predict_and_generate(

@@ -5,18 +5,16 @@ gate file (MCP_TRAINER_HOLD_PLOTS) until the test opens it."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import anyio
 import pytest
 from conftest import UNGATED
+from waiting import wait_until
 
 from mcp_trainer import TaskStatus, TrainingService
 from mcp_trainer.artifacts.model_dir import read_metadata
@@ -25,15 +23,6 @@ from mcp_trainer.artifacts.plots_state import drawing_entry, plots_in_flight
 pytestmark = pytest.mark.anyio
 
 PLOTS = ["optimization_history", "param_importances", "confusion_matrix", "roc_curve", "pr_curve"]
-
-
-async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            outcome = predicate()
-            if await outcome if inspect.isawaitable(outcome) else outcome:
-                return
-            await anyio.sleep(0.05)
 
 
 @pytest.fixture

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from mcp_calls import call, call_error
+from waiting import wait_until
 
 from mcp_trainer import InvalidStateError, TaskStatus, TrainingService
 from mcp_trainer.artifacts.model_dir import model_dir, read_metadata
@@ -27,15 +26,6 @@ def long_search(csv: Path) -> dict[str, Any]:
         "cv_folds": 3,
         "n_parallel_trials": 1,
     }
-
-
-async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            outcome = predicate()
-            if await outcome if inspect.isawaitable(outcome) else outcome:
-                return
-            await anyio.sleep(0.05)
 
 
 async def test_stopping_a_search_keeps_its_best_trial_and_saves_the_model(

@@ -212,7 +212,7 @@ class TaskMethods(ServiceCore):
             return self._view(record)
         key = record.sort_key_waiting()
         waiting = self._parts().store.waiting()
-        ahead = sum(1 for r in waiting if (r.priority.rank, r.created_ns, r.task_id) < key)
+        ahead = sum(1 for r in waiting if r.sort_key_waiting() < key)
         free = self._free_slots()
         return TaskStatusView.of(record, queue_position=ahead + 1 - free if ahead >= free else None)
 
