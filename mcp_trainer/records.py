@@ -189,15 +189,17 @@ class Progress(BaseModel):
 
 
 class TaskResult(BaseModel):
-    """What a completed task produced."""
+    """What a completed task produced: a model (training, a script that declared an output directory),
+    and named outputs that a later pipeline stage may refer to (`${stage.name}`)."""
 
-    model_id: str
-    model_dir: str
+    model_id: str | None = None  # None: the task made no model (preprocess, evaluate, cleanup)
+    model_dir: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     cv_score: float | None = None
     best_params: dict[str, Any] = Field(default_factory=dict)
     n_trials_completed: int | None = None
     deleted_at: float | None = None  # delete_model removed the model since
+    outputs: dict[str, Any] = Field(default_factory=dict)  # e.g. output_path of a preprocess task
 
 
 class Transition(BaseModel):

@@ -16,20 +16,33 @@ from mcp_trainer.errors import InvalidInputError, closest, describe_validation_e
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES, FinetuneSpec
 from mcp_trainer.specs.tabular import TABULAR_TASK_TYPES, TabularSpec
 
-__all__ = ["FINETUNE_TASK_TYPES", "TABULAR_TASK_TYPES", "TASK_TYPES", "AnySpec", "TaskSpec", "parse_spec"]
+__all__ = [
+    "FINETUNE_TASK_TYPES",
+    "SPEC_MODELS",
+    "TABULAR_TASK_TYPES",
+    "TASK_TYPES",
+    "AnySpec",
+    "TaskSpec",
+    "parse_spec",
+]
 
+# Every kind of task: add its spec to the union and its task types to the table.
 AnySpec = TabularSpec | FinetuneSpec
 TaskSpec = Annotated[AnySpec, Field(discriminator="task_type")]
-TASK_TYPES: tuple[str, ...] = TABULAR_TASK_TYPES + FINETUNE_TASK_TYPES
+SPEC_MODELS: dict[str, type[AnySpec]] = {
+    **dict.fromkeys(TABULAR_TASK_TYPES, TabularSpec),
+    **dict.fromkeys(FINETUNE_TASK_TYPES, FinetuneSpec),
+}
+TASK_TYPES: tuple[str, ...] = tuple(SPEC_MODELS)
 
 
 def parse_spec(spec: Mapping[str, Any] | AnySpec) -> AnySpec:
     """The spec model for `spec`'s task type, validated; InvalidInputError says what is wrong in words."""
-    if isinstance(spec, TabularSpec | FinetuneSpec):
+    if not isinstance(spec, Mapping):
         return spec
     task_type = spec.get("task_type")
-    model: type[AnySpec] = FinetuneSpec if task_type in FINETUNE_TASK_TYPES else TabularSpec
-    if task_type not in TASK_TYPES:
+    model = SPEC_MODELS.get(task_type) if isinstance(task_type, str) else None
+    if model is None:
         guess = closest(task_type, TASK_TYPES) if isinstance(task_type, str) else None
         raise InvalidInputError(
             f"Unknown task_type {task_type!r}" + (f" (did you mean {guess!r}?)." if guess else "."),
