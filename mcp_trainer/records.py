@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from mcp_trainer.specs import TaskSpec
-from mcp_trainer.specs.options import Priority
+from mcp_trainer.specs.options import DependencyPolicy, Priority
 from mcp_trainer.specs.resources import Grant, ResourceRequest
 
 __all__ = [
@@ -107,6 +107,7 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"  # the task ran past its time limit
     WORKER_LOST = "worker_lost"  # the worker process died without saying why (killed, crashed)
     INTERNAL = "internal"  # a bug in mcp-trainer; the message says where
+    DEPENDENCY_FAILED = "dependency_failed"  # a task it depends on failed or was cancelled; it never ran
 
     def is_retryable(self) -> bool:
         """Whether another attempt may succeed as it is (outcome.py says how each kind is retried)."""
@@ -246,6 +247,12 @@ class TaskRecord(BaseModel):
     worker_pid: int | None = None
     worker_started_at: float | None = None  # the worker's create_time, to tell a reused pid apart
     owner_pid: int | None = None
+    # Tasks that must complete before this one starts (engine/dependencies.py), and what to do when one
+    # of them fails or is cancelled instead: "cancel" this task too, or "run" it anyway.
+    depends_on: list[str] = Field(default_factory=list)
+    on_dependency_failure: DependencyPolicy = "cancel"
+    pipeline_id: str | None = None  # the pipeline whose stage this task runs, and the stage's name
+    stage: str | None = None
 
     @property
     def task_type(self) -> str:

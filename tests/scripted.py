@@ -23,6 +23,7 @@ from mcp_trainer.ids import new_task_id
 from mcp_trainer.machine import GpuInfo
 from mcp_trainer.records import TaskError, TaskRecord
 from mcp_trainer.specs import AnySpec
+from mcp_trainer.specs.options import DependencyPolicy
 from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.tabular import TabularSpec
 
@@ -162,11 +163,23 @@ class Bench:
         self.store, self.scheduler, self.executor = store, scheduler, executor
 
     def add(
-        self, cores: int | None, memory_gb: float = 1.0, gpu_count: float = 0.0, spec: AnySpec | None = None
+        self,
+        cores: int | None,
+        memory_gb: float = 1.0,
+        gpu_count: float = 0.0,
+        spec: AnySpec | None = None,
+        depends_on: Sequence[str] = (),
+        on_dependency_failure: DependencyPolicy = "cancel",
     ) -> str:
         spec = spec or TabularSpec(task_type="svm_classification", data_source="/data.csv", target_column="y")
         request = ResourceRequest(cpu_cores=cores, memory_gb=memory_gb, gpu_count=gpu_count)
-        record = TaskRecord(task_id=new_task_id(), spec=spec, resources=request)
+        record = TaskRecord(
+            task_id=new_task_id(),
+            spec=spec,
+            resources=request,
+            depends_on=list(depends_on),
+            on_dependency_failure=on_dependency_failure,
+        )
         self.store.create(record)
         self.scheduler.wake()
         return record.task_id

@@ -21,6 +21,7 @@ from mcp_trainer.specs.resources import Grant
 
 __all__ = [
     "Ending",
+    "cancel_for_dependency",
     "claim",
     "finish",
     "note_alerts",
@@ -69,6 +70,20 @@ def note_waiting(r: TaskRecord, reason: str) -> None:
     """Say why a waiting task has not started (only while it waits)."""
     if r.status.is_waiting():
         r.waiting_for = reason
+
+
+def cancel_for_dependency(r: TaskRecord, reason: str) -> None:
+    """Cancel a waiting task because a task it depends on failed or was cancelled (dependencies.py): it
+    never runs, and its error says which task and what to do."""
+    if not r.status.is_waiting():
+        return
+    r.transition(TaskStatus.CANCELLED, f"cancelled: {reason}")
+    r.waiting_for = None
+    r.error = TaskError(
+        kind=ErrorKind.DEPENDENCY_FAILED,
+        message=f"Cancelled before it started: {reason}.",
+        hint="Retry that task (retry_task), then this one; or submit with on_dependency_failure='run'.",
+    )
 
 
 def note_alerts(r: TaskRecord, alerts: list[Alert]) -> None:

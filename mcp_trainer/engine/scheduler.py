@@ -8,6 +8,7 @@ in a worker thread (the store blocks on the disk and on the queue-wide lock).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from anyio.abc import TaskGroup
 
 from mcp_trainer.artifacts.model_dir import delete_model_dir, sweep_unfinished
 from mcp_trainer.artifacts.plots_state import mark_plots_missing
-from mcp_trainer.engine import outcome
+from mcp_trainer.engine import dependencies, outcome
 from mcp_trainer.engine.alerts import AlertRules, TaskWatch, merge, task_alerts
 from mcp_trainer.engine.executor import Executor, RunHandle
 from mcp_trainer.engine.metrics import Machine, MetricsHistory
@@ -283,7 +284,7 @@ class Scheduler:
         """Claim the next task the machine has room for, with its grant; note why the others examined wait.
         None when none may start now. Blocking."""
         self.store.refresh()
-        plan = self.starts.plan(runnable_order(self.store.waiting(), time.time()), held, self.machine())
+        plan = self.starts.plan(runnable_order(self._startable(), time.time()), held, self.machine())
         for task_id, reason in plan.reasons.items():
             self._note_waiting(task_id, reason)
         if plan.pick is None:
@@ -291,6 +292,22 @@ class Scheduler:
         candidate, grant = plan.pick
         record, claimed = self.store.update(candidate.task_id, lambda r: outcome.claim(r, grant))
         return (record, grant) if claimed else None
+
+    def _startable(self) -> list[TaskRecord]:
+        """The waiting tasks whose dependencies allow them to start; the others are told why they wait, or
+        cancelled when a task they depend on failed or was cancelled. Blocking."""
+        ready: list[TaskRecord] = []
+        for record in self.store.waiting():
+            found = dependencies.verdict(record, self.store.status_of)
+            if found.ready:
+                ready.append(record)
+            elif found.cancel is not None:
+                cancel = functools.partial(outcome.cancel_for_dependency, reason=found.cancel)
+                self.store.update(record.task_id, cancel)
+                log.info("cancelled %s: %s", record.task_id, found.cancel)
+            elif found.wait is not None:
+                self._note_waiting(record.task_id, found.wait)
+        return ready
 
     def _note_waiting(self, task_id: str, reason: str) -> None:
         try:

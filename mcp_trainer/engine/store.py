@@ -288,6 +288,14 @@ class TaskStore:
                 raise
             return archived, True
 
+    def status_of(self, task_id: str) -> TaskStatus | None:
+        """A task's status as last seen, archived tasks included; None when it is in neither place."""
+        summary = self._cache.summary(task_id)
+        if summary is not None:
+            return summary.status
+        archived = self.archive.get(task_id)
+        return None if archived is None else archived.status
+
     def refresh(self) -> None:
         """Bring what is held in line with the directory (new, changed, removed and corrupt files). The
         first one reads the index and parses only the files it does not vouch for."""

@@ -16,12 +16,13 @@ from typing import Any, Protocol
 import aiofiles
 from pydantic import ValidationError
 
-from mcp_trainer.engine import outcome
+from mcp_trainer.engine import dependencies, outcome
 from mcp_trainer.engine.admission import Claims
 from mcp_trainer.engine.archive import ArchivedTask
 from mcp_trainer.engine.metrics import MetricsHistory
 from mcp_trainer.engine.order import runnable_order
 from mcp_trainer.engine.processes import end_leftover_worker
+from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.engine.summary import TaskSummary
 from mcp_trainer.errors import (
     InvalidInputError,
@@ -84,6 +85,8 @@ class TaskMethods(ServiceCore):
         memory_gb: float | None = None,
         gpu_count: float | None = None,
         gpu_memory_gb: float | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_dependency_failure: str = "cancel",
     ) -> TaskStatusView:
         """Validate the spec and its data, persist the task, and return its status at once. A call with
         the `idempotency_key` of an earlier one returns that task instead (see `submit_once`). The task
@@ -104,6 +107,8 @@ class TaskMethods(ServiceCore):
                 memory_gb=memory_gb,
                 gpu_count=gpu_count,
                 gpu_memory_gb=gpu_memory_gb,
+                depends_on=None if depends_on is None else list(depends_on),
+                on_dependency_failure=on_dependency_failure,
             )
             view, created = await self._submit_once(spec, options)
             entry.update(task_id=view.task_id, created=created)
@@ -127,17 +132,19 @@ class TaskMethods(ServiceCore):
         return self._audit.record("submit", task_id=None, user_id=user_id, **described)
 
     async def _submit_once(
-        self, spec: Mapping[str, Any] | AnySpec, options: SubmitOptions
+        self, spec: Mapping[str, Any] | AnySpec, options: SubmitOptions, stage: tuple[str, str] | None = None
     ) -> tuple[TaskStatusView, bool]:
+        """Submit; `stage` is the (pipeline_id, stage name) a pipeline's stage task belongs to."""
         parts = self._parts()
         parsed = parse_spec(spec)
         machine = parts.scheduler.metrics.machine_facts
 
-        def checked() -> tuple[AnySpec, ResourceRequest]:  # one trip to a worker thread for both
+        def checked() -> tuple[AnySpec, ResourceRequest, str | None]:  # one trip to a worker thread
+            wait = _check_dependencies(parts.store, options)
             task_spec = _checked(parsed, self.roots)
-            return task_spec, resolve_request(task_spec, options, machine())
+            return task_spec, resolve_request(task_spec, options, machine()), wait
 
-        task_spec, resources = await off_loop(checked)
+        task_spec, resources, waiting_for = await off_loop(checked)
         now = time.time()
         record = TaskRecord(
             task_id=new_task_id(now),
@@ -150,6 +157,11 @@ class TaskMethods(ServiceCore):
             attempt_budget=options.max_attempts,
             idempotency_key=options.idempotency_key,
             resources=resources,
+            depends_on=options.depends_on or [],
+            on_dependency_failure=options.on_dependency_failure,
+            waiting_for=waiting_for,
+            pipeline_id=stage[0] if stage else None,
+            stage=stage[1] if stage else None,
         )
         record.history.append(Transition(status=TaskStatus.QUEUED, at=now, note="submitted"))
         try:
@@ -210,8 +222,10 @@ class TaskMethods(ServiceCore):
         positions = self._positions
         if positions is not None and positions[0] == self._parts().store.version:
             return self._view(record)
+        if record.depends_on and record.waiting_for:
+            return self._view(record)  # it waits for its dependencies, not for a slot
         key = record.sort_key_waiting()
-        waiting = self._parts().store.waiting()
+        waiting = self._startable()
         ahead = sum(1 for r in waiting if r.sort_key_waiting() < key)
         free = self._free_slots()
         return TaskStatusView.of(record, queue_position=ahead + 1 - free if ahead >= free else None)
@@ -223,11 +237,16 @@ class TaskMethods(ServiceCore):
         positions = self._positions
         if positions is None or positions[0] != store.version:
             version = store.version
-            order = runnable_order(store.waiting(), float("inf"))
+            order = runnable_order(self._startable(), float("inf"))
             free = self._free_slots()
             ranks = {r.task_id: i + 1 - free for i, r in enumerate(order) if i >= free}
             self._positions = positions = (version, ranks)
         return positions[1]
+
+    def _startable(self) -> list[TaskRecord]:
+        """Waiting tasks that wait only for a slot (not for tasks they depend on). Blocking."""
+        store = self._parts().store
+        return dependencies.startable(store.waiting(), store.status_of)
 
     def _free_slots(self) -> int:
         scheduler = self._parts().scheduler
@@ -549,7 +568,7 @@ def _claimed(records: list[TaskRecord], metrics: MetricsHistory) -> Claimed:
 
 def _check_same_task(earlier: TaskRecord, new: TaskRecord) -> None:
     """Refuse an idempotency key reused for a different task."""
-    fields = ("spec", "name", "user_id", "priority", "max_attempts", "resources")
+    fields = ("spec", "name", "user_id", "priority", "max_attempts", "resources", "depends_on")
     differ = [f for f in fields if getattr(earlier, f) != getattr(new, f)]
     if differ:
         raise InvalidInputError(
@@ -557,6 +576,37 @@ def _check_same_task(earlier: TaskRecord, new: TaskRecord) -> None:
             f"other {', '.join(differ)}.",
             "Use a new key for a new task; retry with the same arguments to get that task back.",
         )
+
+
+def _check_dependencies(store: TaskStore, options: SubmitOptions) -> str | None:
+    """Refuse a `depends_on` that names a malformed, repeated or unknown task, or (unless the task runs
+    anyway) one that already failed or was cancelled; return why the task will wait, if it will. Blocking."""
+    parents = options.depends_on or []
+    for task_id in parents:
+        check_task_id(task_id)
+    repeated = sorted({t for t in parents if parents.count(t) > 1})
+    if repeated:
+        raise InvalidInputError(
+            f"depends_on names {', '.join(repeated)} more than once.", "Name each task once."
+        )
+    if any(store.status_of(t) is None for t in parents):
+        store.refresh()  # another process may have made it since this one last looked
+    probe = TaskRecord.model_construct(
+        depends_on=parents, on_dependency_failure=options.on_dependency_failure
+    )
+    for task_id in parents:
+        if store.status_of(task_id) is None:
+            raise InvalidInputError(
+                f"depends_on names {task_id}, which this queue does not have.",
+                "Use task ids from submit_training_task or list_training_tasks.",
+            )
+    found = dependencies.verdict(probe, store.status_of)
+    if found.cancel is not None:
+        raise InvalidInputError(
+            f"This task would be cancelled at once: {found.cancel}.",
+            "Retry that task first (retry_task), or submit with on_dependency_failure='run'.",
+        )
+    return found.wait
 
 
 def _options(**given: Any) -> SubmitOptions:

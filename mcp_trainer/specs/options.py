@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Priority", "SubmitOptions"]
+__all__ = ["MAX_DEPENDENCIES", "DependencyPolicy", "Priority", "SubmitOptions"]
+
+# What a task does when a task it depends on fails or is cancelled: is cancelled too, or runs anyway.
+DependencyPolicy = Literal["cancel", "run"]
+MAX_DEPENDENCIES = 100
 
 
 class Priority(StrEnum):
@@ -58,4 +62,12 @@ class SubmitOptions(BaseModel):
     )
     gpu_memory_gb: Annotated[float, Field(gt=0, le=4096)] | None = Field(
         default=None, description="Free memory needed on each GPU, in GB."
+    )
+    depends_on: Annotated[list[str], Field(max_length=MAX_DEPENDENCIES)] | None = Field(
+        default=None,
+        description="Task ids that must complete before this task starts; it waits, saying for which.",
+    )
+    on_dependency_failure: DependencyPolicy = Field(
+        default="cancel",
+        description="If a task in depends_on fails or is cancelled: 'cancel' this one or 'run' it anyway.",
     )

@@ -40,6 +40,11 @@ class TaskStatusView(BaseModel):
         None, description="1 = next to start when a slot frees; null while waiting for a slot free now"
     )
     waiting_for: str | None = Field(None, description="why a waiting task has not started yet")
+    depends_on: list[str] = Field(
+        default_factory=list, description="tasks that must complete before it starts"
+    )
+    pipeline_id: str | None = Field(None, description="the pipeline this task is a stage of")
+    stage: str | None = Field(None, description="its stage's name in that pipeline")
     resources: ResourceRequest | None = Field(None, description="what it claims: cores, memory GB, GPUs")
     granted: Grant | None = Field(None, description="what its current or last attempt was given")
     progress: float = Field(description="overall percent, 0-100")
@@ -68,6 +73,7 @@ class TaskStatusView(BaseModel):
     model_deleted: bool = Field(False, description="delete_model removed this task's model since")
     metrics: dict[str, float] | None = None
     cv_score: float | None = None
+    outputs: dict[str, Any] | None = Field(None, description="named outputs a later pipeline stage can use")
     error: TaskError | None = None
     next_attempt_at: str | None = None
     retry_plan: str | None = Field(None, description="while retrying: when and how the next attempt runs")
@@ -90,7 +96,11 @@ class TaskStatusView(BaseModel):
         if first_start is not None and not r.status.is_waiting():
             # Since the task first started, over every attempt and hand-over between servers.
             elapsed = round((r.finished_at or now) - first_start, 2)
-        shows_error = r.status in (TaskStatus.FAILED, TaskStatus.RETRYING)
+        shows_error = r.status in (TaskStatus.FAILED, TaskStatus.RETRYING) or (
+            r.status is TaskStatus.CANCELLED
+            and r.error is not None
+            and r.error.kind is ErrorKind.DEPENDENCY_FAILED
+        )
         if r.status is TaskStatus.RUNNING:
             phase = p.phase
         elif r.status is TaskStatus.COMPLETED:
@@ -106,6 +116,9 @@ class TaskStatusView(BaseModel):
             status=r.status,
             queue_position=queue_position if r.status.is_waiting() else None,
             waiting_for=r.waiting_for if r.status.is_waiting() else None,
+            depends_on=r.depends_on,
+            pipeline_id=r.pipeline_id,
+            stage=r.stage,
             resources=r.resources,
             granted=r.grant if r.status is not TaskStatus.QUEUED or r.attempts else None,
             progress=round(p.percent, 2),
@@ -129,6 +142,7 @@ class TaskStatusView(BaseModel):
             model_deleted=r.result is not None and r.result.deleted_at is not None,
             metrics=r.result.metrics if r.result else None,
             cv_score=r.result.cv_score if r.result else None,
+            outputs=r.result.outputs or None if r.result else None,
             error=r.error if shows_error else None,
             next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
             retry_plan=r.retry_plan if r.status is TaskStatus.RETRYING else None,
