@@ -9,16 +9,31 @@ from collections.abc import Iterable
 
 from mcp_trainer.errors import InvalidInputError
 
-__all__ = ["all_task_ids", "check_model_id", "check_task_id", "is_task_id", "model_id_for", "new_task_id"]
+__all__ = [
+    "all_task_ids",
+    "check_model_id",
+    "check_pipeline_id",
+    "check_task_id",
+    "is_task_id",
+    "model_id_for",
+    "new_pipeline_id",
+    "new_task_id",
+]
 
 _TASK_RE = re.compile(r"task_\d{8}T\d{6}_[0-9a-f]{8}")
 _MODEL_RE = re.compile(r"model_\d{8}T\d{6}_[0-9a-f]{8}")
+_PIPELINE_RE = re.compile(r"pipeline_\d{8}T\d{6}_[0-9a-f]{8}")
 
 
 def new_task_id(now: float | None = None) -> str:
     """A new id: UTC second of creation plus 32 random bits, e.g. `task_20261122T143000_8f3a2c1d`."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() if now is None else now))
     return f"task_{stamp}_{secrets.token_hex(4)}"
+
+
+def new_pipeline_id(now: float | None = None) -> str:
+    """A new pipeline id, e.g. `pipeline_20261122T143000_8f3a2c1d`."""
+    return "pipeline_" + new_task_id(now).removeprefix("task_")
 
 
 def model_id_for(task_id: str) -> str:
@@ -53,3 +68,8 @@ def check_task_id(task_id: object) -> str:
 def check_model_id(model_id: object) -> str:
     """Return `model_id` if it is well formed; raise InvalidInputError otherwise."""
     return _checked(model_id, _MODEL_RE, "model", "a completed task's status names its model")
+
+
+def check_pipeline_id(pipeline_id: object) -> str:
+    """Return `pipeline_id` if it is well formed; raise InvalidInputError otherwise."""
+    return _checked(pipeline_id, _PIPELINE_RE, "pipeline", "copy one from submit_pipeline or list_pipelines")

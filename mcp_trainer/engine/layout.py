@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mcp_trainer.files import real_dir
-from mcp_trainer.ids import check_task_id
+from mcp_trainer.ids import check_pipeline_id, check_task_id
 
 __all__ = ["ARCHIVE_SUFFIX", "CHECKPOINTS_DIR", "PRUNING_PREFIX", "TASK_SUFFIX", "QueueLayout"]
 
@@ -99,6 +99,13 @@ class QueueLayout:
         if not re.fullmatch(r"\d{4}-\d{2}", month):
             raise ValueError(f"not a month: {month[:20]!r}")
         return self.archive_dir / f"{month}{ARCHIVE_SUFFIX}"
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return self.root / "pipelines"
+
+    def pipeline_file(self, pipeline_id: str) -> Path:
+        return self.pipelines_dir / f"{check_pipeline_id(pipeline_id)}.json"
 
     def task_file(self, task_id: str) -> Path:
         return self.root / f"{check_task_id(task_id)}{TASK_SUFFIX}"

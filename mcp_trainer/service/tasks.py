@@ -141,7 +141,7 @@ class TaskMethods(ServiceCore):
 
         def checked() -> tuple[AnySpec, ResourceRequest, str | None]:  # one trip to a worker thread
             wait = _check_dependencies(parts.store, options)
-            task_spec = _checked(parsed, self.roots)
+            task_spec = check_spec(parsed, self.roots)
             return task_spec, resolve_request(task_spec, options, machine()), wait
 
         task_spec, resources, waiting_for = await off_loop(checked)
@@ -617,7 +617,7 @@ def _options(**given: Any) -> SubmitOptions:
         raise InvalidInputError(f"Invalid parameters: {detail}.") from None
 
 
-def _checked(spec: AnySpec, roots: Roots) -> AnySpec:
+def check_spec(spec: AnySpec, roots: Roots) -> AnySpec:
     """The spec with absolute paths inside the roots, once its data passed the checks (blocking: run in
     a thread). The paths are confined before anything is read."""
     if isinstance(spec, FinetuneSpec):

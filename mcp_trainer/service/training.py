@@ -41,13 +41,13 @@ from mcp_trainer.service.maintenance import (
 )
 from mcp_trainer.service.models import ModelMethods
 from mcp_trainer.service.monitoring import MonitoringMethods
+from mcp_trainer.service.pipelines import PipelineMethods
 from mcp_trainer.service.roots import Roots
-from mcp_trainer.service.tasks import TaskMethods
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_QUEUED", "TrainingService"]
 
 
-class TrainingService(TaskMethods, ModelMethods, MonitoringMethods, MaintenanceMethods):
+class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, MaintenanceMethods):
     """A training queue in `queue_dir` whose models go to `models_dir`.
 
     With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
@@ -102,6 +102,7 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods, MaintenanceM
         self.admission = admission or AdmissionConfig()
         self.alert_rules = alert_rules or AlertRules()
         self._parts_or_none: Parts | None = None
+        self._pipelines_seen_ended = {}
         self._exit: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Self:
@@ -134,6 +135,7 @@ class TrainingService(TaskMethods, ModelMethods, MonitoringMethods, MaintenanceM
             tg = await self._exit.enter_async_context(anyio.create_task_group())
             self._exit.callback(tg.cancel_scope.cancel)
             tg.start_soon(scheduler.run, self._warm_up)
+            tg.start_soon(self._advance_pipelines_periodically, min(max(self.poll_interval_s, 0.05), 1.0))
             if self.maintenance_interval_s is not None:
                 tg.start_soon(self._maintain_periodically, self.maintenance_interval_s)
         return self

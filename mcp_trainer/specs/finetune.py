@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mcp_trainer.specs.outputs import MODEL_OUTPUTS
 from mcp_trainer.specs.sources import PathText
 
 __all__ = ["FINETUNE_TASK_TYPES", "FinetuneSpec", "FinetuneTaskType"]
@@ -206,3 +207,7 @@ class FinetuneSpec(BaseModel):
         if self.method != "lora" and self.method is not None and self.lora_target_modules:
             raise ValueError("lora_target_modules applies to method='lora' only")
         return self
+
+    def outputs(self) -> frozenset[str]:
+        """The named outputs its result holds, which a later pipeline stage may refer to."""
+        return MODEL_OUTPUTS

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mcp_trainer.errors import InvalidInputError
+from mcp_trainer.specs.outputs import MODEL_OUTPUTS
 from mcp_trainer.specs.sources import BUNDLED, BUNDLED_PREFIX, PathText
 from mcp_trainer.specs.spaces import TASK_FAMILIES, Kind, check_params, check_search_space, families_for
 
@@ -238,6 +239,10 @@ class TabularSpec(BaseModel):
     @property
     def effective_scoring(self) -> str:
         return self.scoring or ("accuracy" if self.is_classification else "r2")
+
+    def outputs(self) -> frozenset[str]:
+        """The named outputs its result holds, which a later pipeline stage may refer to."""
+        return MODEL_OUTPUTS
 
 
 TABULAR_TASK_TYPES: tuple[str, ...] = tuple(TASK_FAMILIES)

@@ -1,0 +1,103 @@
+"""A pipeline's checks at submit, before anything is written (blocking: stages that refer to no other
+stage have their data read; run it in a thread).
+
+Each stage's task arguments are validated against its task type's spec with a typed sample standing in
+for each `${stage.output}` reference; a reference to an output its stage never makes is refused, naming
+the outputs that stage does make; a stage that refers to no other is checked in full, data included, as
+a submit of that task would be.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from mcp_trainer.engine.metrics import Machine
+from mcp_trainer.errors import InvalidInputError, TrainerError, describe_validation_error
+from mcp_trainer.service.resources import resolve_request
+from mcp_trainer.service.roots import Roots
+from mcp_trainer.service.tasks import check_spec
+from mcp_trainer.specs import AnySpec, parse_spec
+from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.outputs import COMMON_OUTPUTS
+from mcp_trainer.specs.pipeline import (
+    PipelineSpec,
+    StageSpec,
+    check_graph,
+    references_in,
+    resolve,
+    split_arguments,
+)
+
+__all__ = ["CheckedPipeline", "check_pipeline"]
+
+
+@dataclass(frozen=True)
+class CheckedPipeline:
+    spec: PipelineSpec
+    graph: dict[str, list[str]]  # each stage's dependencies, references' stages included
+
+
+def check_pipeline(
+    name: str, stages: Sequence[Mapping[str, Any]], roots: Roots, machine: Machine
+) -> CheckedPipeline:
+    """The pipeline, once sound; InvalidInputError naming the stage and what is wrong otherwise."""
+    try:
+        spec = PipelineSpec.model_validate({"name": name, "stages": list(stages)})
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, PipelineSpec.model_fields)
+        raise InvalidInputError(
+            f"Invalid pipeline: {detail.rstrip('.?')}.",
+            "Each stage is {name, task, depends_on (optional), max_attempts (optional)}.",
+        ) from None
+    graph = check_graph(spec.stages)
+    made: dict[str, frozenset[str]] = {}
+    for stage in spec.stages:
+        made[stage.name] = COMMON_OUTPUTS | _checked_stage(stage, roots, machine).outputs()
+    for stage in spec.stages:
+        for source, output in references_in(stage.task):
+            if output not in made[source]:
+                kind = spec_task_type(spec, source)
+                raise InvalidInputError(
+                    f"stage {stage.name!r} refers to ${{{source}.{output}}}, but stage {source!r} ({kind}) "
+                    f"makes no output {output!r}.",
+                    f"Its outputs: {', '.join(sorted(made[source]))}.",
+                )
+    return CheckedPipeline(spec, graph)
+
+
+def spec_task_type(spec: PipelineSpec, stage: str) -> str:
+    return str(next(s for s in spec.stages if s.name == stage).task.get("task_type"))
+
+
+def _checked_stage(stage: StageSpec, roots: Roots, machine: Machine) -> AnySpec:
+    """The stage's task spec, validated (with samples for its references); in full when it has none."""
+    try:
+        arguments, options = split_arguments(stage.name, stage.task)
+        sampled = resolve(arguments, lambda _stage, output: _sample(output))
+        parsed = parse_spec(sampled)
+        queued = SubmitOptions.model_validate(resolve(options, lambda _stage, output: _sample(output)))
+        if not references_in(stage.task):
+            resolve_request(check_spec(parsed, roots), queued, machine)
+        return parsed
+    except ValidationError as exc:
+        detail = describe_validation_error(exc, SubmitOptions.model_fields)
+        raise InvalidInputError(f"stage {stage.name!r}: invalid parameters: {detail.rstrip('.?')}.") from None
+    except TrainerError as exc:
+        raise InvalidInputError(f"stage {stage.name!r}: {exc.message}", exc.hint) from None
+
+
+def _sample(output: str) -> Any:
+    """A value of the right shape for a reference to `output`, for validating the rest of a stage."""
+    if output.endswith("model_id"):
+        return "model_20000101T000000_00000000"
+    if output == "task_id":
+        return "task_20000101T000000_00000000"
+    if output.endswith(("_path", "_dir")):
+        return "/pipeline-reference/sample.csv"
+    if output.startswith("n_") or output.endswith(("_code", "_bytes")):
+        return 1
+    return "reference"
