@@ -18,7 +18,7 @@ PACKAGE = Path(mcp_trainer.__file__).parent
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "ids", "polling", "offload", "files", "secretfile", "version"),
     ("specs",),
-    ("records",),
+    ("records", "pipeline_records"),
     ("preflight", "machine"),
     ("views",),
     ("artifacts",),

@@ -15,11 +15,14 @@ from typing import Any
 import anyio
 import pytest
 from conftest import UNGATED
+from mcp import Client
+from mcp_calls import call, call_error
 
 from mcp_trainer import InvalidInputError, InvalidStateError, TrainingService
 from mcp_trainer.engine.pipeline_plan import Skip, Submit, TaskFacts, next_actions
 from mcp_trainer.pipeline_records import PipelineRecord, StageState
 from mcp_trainer.records import TaskStatus
+from mcp_trainer.server import ServerConfig, build_server
 from mcp_trainer.views.pipelines import PipelineStatusView
 
 pytestmark = pytest.mark.anyio
@@ -270,3 +273,48 @@ async def test_a_server_sigkilled_mid_pipeline_loses_nothing_and_reruns_nothing_
     finally:
         server.kill()
         reap(server)
+
+
+# -- through MCP ---------------------------------------------------------------------------------------
+
+
+async def test_the_pipeline_tools_submit_read_list_and_refuse_in_sentences(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    server = build_server(ServerConfig(queue_dir=queue_dir, models_dir=models_dir, execute=False))
+    async with Client(server, mode="legacy") as client:
+        stages = [
+            {"name": "a", "task": tiny(blobs_csv)},
+            {"name": "b", "task": tiny(blobs_csv), "depends_on": ["a"]},
+        ]
+        made = await call(client, "submit_pipeline", {"name": "two", "stages": stages, "user_id": "ann"})
+        assert made["status"] == "queued" and [s["name"] for s in made["stages"]] == ["a", "b"]
+        assert made["stages"][0]["status"] == "queued" and made["stages"][0]["task_id"]  # submitted at once
+        assert made["stages"][1]["status"] == "pending" and made["edges"] == [["a", "b"]]
+        read = await call(client, "get_pipeline_status", {"pipeline_id": made["pipeline_id"]})
+        assert read["pipeline_id"] == made["pipeline_id"]
+        page = await call(client, "list_pipelines", {"user_id": "ann"})
+        assert page["total"] == 1 and page["pipelines"][0]["stages_total"] == 2
+        assert (await call(client, "list_pipelines", {"user_id": "bob"}))["total"] == 0
+        listed = await call(client, "list_pipeline_templates")
+        assert {t["name"] for t in listed["templates"]} >= {"compare_families", "train_then_evaluate"}
+
+        both = {"name": "x", "stages": stages, "template": "train_then_evaluate"}
+        assert "either stages or a template" in await call_error(client, "submit_pipeline", both)
+        unknown = {"name": "x", "template": "compare_familes", "template_arguments": {}}
+        assert "did you mean 'compare_families'" in await call_error(client, "submit_pipeline", unknown)
+        bad = {
+            "name": "x",
+            "template": "train_then_evaluate",
+            "template_arguments": {"task_type": "svm_classification"},
+        }
+        assert "template_arguments of 'train_then_evaluate'" in await call_error(
+            client, "submit_pipeline", bad
+        )
+        cyclic = [{"name": "a", "task": tiny(blobs_csv), "depends_on": ["a"]}]
+        assert "depends on itself" in await call_error(
+            client, "submit_pipeline", {"name": "x", "stages": cyclic}
+        )
+        missing = {"pipeline_id": "pipeline_20200101T000000_00000000"}
+        assert "No pipeline" in await call_error(client, "get_pipeline_status", missing)
+        assert (await call(client, "list_pipelines"))["total"] == 1

@@ -16,6 +16,12 @@ from mcp_trainer.server import MAX_WAIT_S, ServerConfig, build_server
 pytestmark = pytest.mark.anyio
 
 TOOLS = {
+    "submit_pipeline",
+    "get_pipeline_status",
+    "list_pipelines",
+    "cancel_pipeline",
+    "retry_pipeline",
+    "list_pipeline_templates",
     "submit_training_task",
     "get_task_status",
     "list_training_tasks",

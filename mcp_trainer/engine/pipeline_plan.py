@@ -105,7 +105,7 @@ def pipeline_status(record: PipelineRecord, statuses: dict[str, StageStatus]) ->
         return PipelineStatus.COMPLETED
     pending = StageStatus.PENDING in values and not record.cancel_requested
     if pending or any(s in _ACTIVE for s in values):
-        started = any(s is not StageStatus.PENDING for s in values)
+        started = any(s not in (StageStatus.PENDING, StageStatus.QUEUED) for s in values)
         return PipelineStatus.RUNNING if started else PipelineStatus.QUEUED
     if record.cancel_requested:
         return PipelineStatus.CANCELLED

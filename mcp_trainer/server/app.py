@@ -15,7 +15,14 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
-from mcp_trainer.server import catalog_tools, finetune_tools, maintenance_tools, model_tools, task_tools
+from mcp_trainer.server import (
+    catalog_tools,
+    finetune_tools,
+    maintenance_tools,
+    model_tools,
+    pipeline_tools,
+    task_tools,
+)
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.maintenance import (
@@ -106,6 +113,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *model_tools.tools(),
         *finetune_tools.tools(),
         *maintenance_tools.tools(),
+        *pipeline_tools.tools(),
     ]
     return MCPServer(
         "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools
