@@ -12,6 +12,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from mcp_trainer.commands import COMMANDS, run_command
 from mcp_trainer.engine.admission import Thresholds
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import DEFAULT_THRESHOLDS, AdmissionConfig
@@ -265,7 +266,23 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _check_maintenance(p, args)
 
 
+def _is_command(given: list[str]) -> bool:
+    """Whether the arguments name a client command (commands.py), after the directories if given."""
+    rest = list(given)
+    while len(rest) >= 2 and rest[0] in ("--queue-dir", "--models-dir"):
+        rest = rest[2:]
+    while rest and rest[0].startswith(("--queue-dir=", "--models-dir=")):
+        rest = rest[1:]
+    return bool(rest) and rest[0] in COMMANDS
+
+
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if (given and given[0] in COMMANDS) or any(a in COMMANDS for a in given[:5] if not a.startswith("-")):
+        logging.basicConfig(
+            stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        )
+        return run_command(given)
     args = parse_args(argv)
     # stdout carries the protocol on stdio: every log line goes to stderr.
     logging.basicConfig(

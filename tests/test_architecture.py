@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("service",),
     ("server",),
-    ("cli", "__main__", "__init__"),
+    ("cli", "commands", "__main__", "__init__"),
 ]
 TRAINING_STACK = (
     *("sklearn", "pandas", "numpy", "optuna", "matplotlib", "PIL", "joblib"),
