@@ -23,6 +23,7 @@ class StageState(BaseModel):
     round_start: int = 0  # task_ids before this index ran before the latest retry_pipeline
     skipped: str | None = None  # why it will not run in this round (a stage it needs failed, a cancel)
     error: str | None = None  # why its task could not be submitted (its resolved arguments were refused)
+    held: str | None = None  # why its task is not submitted yet although it may run (a full queue or disk)
 
     def this_round(self) -> list[str]:
         """The tasks it ran since the latest retry_pipeline (all of them before one)."""

@@ -318,3 +318,19 @@ async def test_the_pipeline_tools_submit_read_list_and_refuse_in_sentences(
         missing = {"pipeline_id": "pipeline_20200101T000000_00000000"}
         assert "No pipeline" in await call_error(client, "get_pipeline_status", missing)
         assert (await call(client, "list_pipelines"))["total"] == 1
+
+
+async def test_a_stage_the_full_queue_cannot_take_yet_says_so_and_is_queued_once_there_is_room(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir, execute=False, max_queued=1) as svc:
+        view = await svc.submit_pipeline(
+            "crowded", [{"name": "a", "task": tiny(blobs_csv)}, {"name": "b", "task": tiny(blobs_csv)}]
+        )
+        first, second = view.stages
+        assert first.status == "queued" and second.status == "pending" and second.task_id is None
+        assert second.note is not None and "could not be queued yet" in second.note and "queue" in second.note
+        await svc.cancel(first.task_id or "")
+        await svc.advance_pipelines()
+        second = (await svc.pipeline_status(view.pipeline_id)).stages[1]
+        assert second.status == "queued" and second.task_id is not None and second.note is None

@@ -299,6 +299,9 @@ class PipelineMethods(TaskMethods):
             return
         except TrainerError as exc:  # the queue is full or its disk is: the next round tries again
             log.warning("stage %s of %s waits: %s", name, record.pipeline_id, exc.message)
+            held = f"its task could not be queued yet ({exc.message}); tried again every few seconds"
+            if stage.held != held:
+                await off_loop(self._pipelines().update, record.pipeline_id, lambda r: _hold(r, name, held))
             return
         _, cancelled = await off_loop(
             self._pipelines().update, record.pipeline_id, lambda r: _add_task(r, name, view.task_id)
@@ -343,6 +346,10 @@ def _skip(r: PipelineRecord, name: str, reason: str) -> None:
         stage.skipped = reason
 
 
+def _hold(r: PipelineRecord, name: str, reason: str) -> None:
+    r.stage(name).held = reason
+
+
 def _fail(r: PipelineRecord, name: str, reason: str) -> None:
     r.stage(name).error = reason
 
@@ -352,6 +359,7 @@ def _add_task(r: PipelineRecord, name: str, task_id: str) -> bool:
     stage = r.stage(name)
     if task_id not in stage.task_ids:
         stage.task_ids.append(task_id)
+    stage.held = None
     return r.cancel_requested
 
 
@@ -383,7 +391,7 @@ def _view(
                 outputs=plan.outputs_of(task_id, found)
                 if task_id and status is StageStatus.COMPLETED
                 else None,
-                note=stage.error or stage.skipped,
+                note=stage.error or stage.skipped or (stage.held if task_id is None else None),
                 error=found.error if found else None,
             )
         )
