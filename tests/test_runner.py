@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -242,3 +243,42 @@ def test_limiting_and_restoring_threads_in_a_worker_starts_no_thread() -> None:
         [sys.executable, "-c", _FORKSERVER_LIKE], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[1, 1, 1]", out.stdout + out.stderr
+
+
+_REMEMBERED_POOLS = """
+import multiprocessing, os
+import numpy, scipy.linalg, sklearn.ensemble
+from threadpoolctl import threadpool_info
+from mcp_trainer.trainers.threads import limit_threads, one_blas_thread, remember_thread_pools
+
+one_blas_thread()
+remember_thread_pools()  # as the forkserver's preload does, once
+
+
+def openmp():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "openmp"]
+
+
+def worker(conn):
+    before = openmp()
+    with limit_threads(1):
+        inside = openmp()
+        threads = len(os.listdir("/proc/self/task"))
+    conn.send([before, inside, openmp(), threads])
+
+
+parent, child = multiprocessing.get_context("fork").Pipe()
+process = multiprocessing.get_context("fork").Process(target=worker, args=(child,))
+process.start()
+print(parent.recv())
+process.join()
+"""
+
+
+def test_thread_pools_found_once_before_the_fork_are_still_limited_and_restored_in_a_worker() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _REMEMBERED_POOLS], capture_output=True, text=True, timeout=120, check=True
+    )
+    before, inside, after, threads = json.loads(out.stdout.strip())
+    assert before and before == after and max(before) == os.cpu_count(), out.stdout
+    assert inside == [1] * len(before) and threads == 1

@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +80,24 @@ def read_metadata(models_dir: Path, model_id: str) -> dict[str, Any]:
     return data
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fsync_tree(root: Path) -> None:
-    for path in [*root.rglob("*"), root]:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """fsync every file and folder of `root`, the files at once: the file system then commits them
+    together (one journal commit rather than one each), which on a busy disk is most of a save's time.
+    The folders follow their files."""
+    paths = list(root.rglob("*"))
+    files = [p for p in paths if not p.is_dir()]
+    with ThreadPoolExecutor(max_workers=min(8, len(files) or 1), thread_name_prefix="fsync") as pool:
+        list(pool.map(_fsync, files))
+    for path in [*(p for p in paths if p.is_dir()), root]:
+        _fsync(path)
 
 
 def save_model_dir(

@@ -19,7 +19,18 @@ from contextlib import ExitStack, contextmanager
 
 from threadpoolctl import ThreadpoolController
 
-__all__ = ["limit_threads", "one_blas_thread"]
+__all__ = ["limit_threads", "one_blas_thread", "remember_thread_pools"]
+
+# The thread pools of the libraries loaded by the forkserver's preload, found once there: finding them
+# walks every loaded shared object (~4 ms, twice a task). None: found afresh at each use.
+_KNOWN: ThreadpoolController | None = None
+
+
+def remember_thread_pools() -> None:
+    """Find the loaded libraries' thread pools once, for every process forked from this one (call it
+    after the training stack is imported). Their thread counts are still read live at each use."""
+    global _KNOWN
+    _KNOWN = ThreadpoolController()
 
 
 def one_blas_thread() -> None:
@@ -34,7 +45,7 @@ def limit_threads(n: int) -> Iterator[None]:
     Only the libraries running more than `n` threads are set, and only they are restored afterwards
     (`threadpoolctl.threadpool_limits` restores every library it sees, BLAS included, which in a forked
     process restarts OpenBLAS's pool: see the module docstring)."""
-    controller = ThreadpoolController()
+    controller = _KNOWN or ThreadpoolController()
     with ExitStack() as stack:
         for api in ("openmp", "blas"):
             over = [lib for lib in controller.select(user_api=api).lib_controllers if lib.num_threads > n]
