@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["alive", "env_of", "read_pids", "write_script"]
+__all__ = ["alive", "read_pids", "write_script"]
 
 
 def write_script(directory: Path, name: str, body: str, *, executable: bool = False) -> Path:
@@ -35,9 +35,3 @@ def alive(pids: list[int]) -> list[int]:
 def read_pids(path: Path) -> list[int]:
     """The pids a script wrote into `path`, one per line."""
     return [int(word) for word in path.read_text().split()] if path.exists() else []
-
-
-def env_of(pid: int) -> dict[str, str]:
-    """The environment process `pid` started with."""
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)

@@ -8,10 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+import uvicorn
 from script_files import write_script
 
+import mcp_trainer.server
 from mcp_trainer import InvalidInputError, TrainingService
+from mcp_trainer.cli import main, parse_args
 from mcp_trainer.preflight.script import check_script
+from mcp_trainer.server import ServerConfig
 from mcp_trainer.specs import parse_spec
 from mcp_trainer.specs.script import ScriptSpec
 
@@ -126,3 +130,29 @@ def test_an_interpreter_linked_from_an_allowed_directory_is_refused_where_it_res
     (scripts / "python").symlink_to(os.path.realpath("/bin/sh"))
     with pytest.raises(InvalidInputError, match="resolves to"):
         check_script(spec(command=[str(scripts / "python")]), [scripts])
+
+
+def test_the_command_line_refuses_a_script_directory_that_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--allow-scripts-from", str(tmp_path / "missing")])
+    assert "is not a directory" in capsys.readouterr().err
+    assert parse_args([]).allow_scripts_from == []  # off unless asked for
+
+
+def test_the_command_line_hands_the_script_directories_to_the_server(
+    tmp_path: Path, scripts: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    configs: list[ServerConfig] = []
+    build = mcp_trainer.server.build_server
+    monkeypatch.setattr(mcp_trainer.server, "build_server", lambda cfg: configs.append(cfg) or build(cfg))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **_: None)
+    dirs = ["--queue-dir", str(tmp_path / "queue"), "--models-dir", str(tmp_path / "models")]
+    assert (
+        main(["--transport", "streamable-http", "--no-auth", *dirs, "--allow-scripts-from", str(scripts)])
+        == 0
+    )
+    (config,) = configs
+    assert config.script_dirs == (scripts,)
+    assert "script tasks are on: any caller may run the files in" in caplog.text

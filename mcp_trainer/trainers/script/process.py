@@ -38,10 +38,11 @@ log = logging.getLogger(__name__)
 Event = tuple[str, str]  # ("out" | "err" | "report", a line without its end)
 _MAX_LINE = 16_384  # bytes of one line kept together; a longer one arrives in pieces
 _PR_SET_CHILD_SUBREAPER = 36
-TAIL_LINES = 20
+_TAIL_LINES = 20  # of stderr, kept for the error of a failed script
 
 
 def new_marker() -> str:
+    """A fresh marker for one run of a script (custodian.py)."""
     return secrets.token_hex(12)
 
 
@@ -65,7 +66,7 @@ class ScriptProcess:
     def __init__(self, argv: list[str], cwd: str, env: dict[str, str], marker: str) -> None:
         self.marker = marker
         self.events: queue.Queue[Event] = queue.Queue()
-        self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.stderr_tail: deque[str] = deque(maxlen=_TAIL_LINES)
         watch_r, self._watch_w = os.pipe()  # the custodian's stdin: its end is the worker's end
         try:
             self.custodian = subprocess.Popen(
@@ -179,10 +180,10 @@ class ScriptProcess:
     def _reap(self) -> None:
         """Collect the exit of the script's orphans that became this process's children (not the script's
         own exit, which `Popen` collects with its code, nor that of children this process had before)."""
+        known = {*self._children_before, self.child.pid, self.custodian.pid}
         with contextlib.suppress(psutil.Error):
             for proc in psutil.Process().children():
-                theirs = proc.pid in self._children_before or proc.pid in (self.child.pid, self.custodian.pid)
-                if not theirs:
+                if proc.pid not in known:
                     with contextlib.suppress(ChildProcessError, OSError):
                         os.waitpid(proc.pid, os.WNOHANG)
 
