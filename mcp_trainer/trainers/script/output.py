@@ -47,7 +47,7 @@ def save_output(ctx: WorkerContext, spec: ScriptSpec, facts: RunFacts) -> Path:
     if not source.is_dir():
         raise TaskFailure(
             ErrorKind.SCRIPT_ERROR,
-            f"The script exited with code 0 but its output_dir {source} does not exist.",
+            f"The script exited with code 0 but its output_dir {source} does not exist (or is not a folder).",
             "Make the script write its output there, or leave output_dir out.",
         )
     if Path(ctx.models_dir).resolve().is_relative_to(source.resolve()):
