@@ -12,6 +12,7 @@ from mcp_trainer.service.training import TrainingService
 from mcp_trainer.specs import TaskSpec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.script import ScriptSpec
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.version import __version__
 from mcp_trainer.views.maintenance import MaintenanceReport
@@ -29,6 +30,7 @@ __all__ = [
     "Priority",
     "Progress",
     "QueueStatus",
+    "ScriptSpec",
     "SubmitOptions",
     "TabularSpec",
     "TaskError",

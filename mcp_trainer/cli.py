@@ -79,6 +79,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="fine-tunes' model_path must resolve under this directory (repeatable; default: anywhere)",
     )
+    p.add_argument(
+        "--allow-scripts-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="let callers run the scripts and programs in this directory as tasks (submit_script_task; "
+        "repeatable; default: scripts are off). Every file in it can then be run, with any arguments",
+    )
     p.add_argument("--transport", choices=["stdio", "streamable-http"], default="stdio")
     _admission_arguments(p)
     _http_arguments(p)
@@ -249,9 +258,12 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"--host {args.host}: name the Host clients will use with --allowed-host NAME:{args.port} "
                 "(the DNS-rebinding check refuses any other)"
             )
-    for root in [*args.data_root, *args.model_root]:
+    for root in [*args.data_root, *args.model_root, *args.allow_scripts_from]:
         if not root.is_dir():
-            p.error(f"{root} is not a directory (--data-root and --model-root take directories)")
+            p.error(
+                f"{root} is not a directory (--data-root, --model-root and --allow-scripts-from take "
+                "directories)"
+            )
     for name in ("cpu", "memory", "disk"):
         if not 0 < getattr(args, f"{name}_threshold") <= 100:
             p.error(f"--{name}-threshold must be a percentage above 0 and at most 100")
@@ -301,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcp-trainer: {exc}", file=sys.stderr)
         return 2
 
+    if args.allow_scripts_from:
+        shown = ", ".join(str(d.resolve()) for d in args.allow_scripts_from)
+        log.warning("script tasks are on: any caller may run the files in %s, with any arguments", shown)
     server = build_server(
         ServerConfig(
             queue_dir=args.queue_dir,
@@ -312,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             exit_on_signal=True,
             data_roots=tuple(args.data_root),
             model_roots=tuple(args.model_root),
+            script_dirs=tuple(args.allow_scripts_from),
             admission=admission_of(args),
             alert_rules=AlertRules(stalled_after_s=args.stalled_after * 60),
             maintenance_interval_s=args.maintenance_interval or None,

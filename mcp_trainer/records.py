@@ -106,6 +106,7 @@ class ErrorKind(StrEnum):
     DIVERGENCE = "divergence"  # the loss became NaN or exploded
     TIMEOUT = "timeout"  # the task ran past its time limit
     WORKER_LOST = "worker_lost"  # the worker process died without saying why (killed, crashed)
+    SCRIPT_ERROR = "script_error"  # a script task's script failed (exit code, signal, missing output)
     INTERNAL = "internal"  # a bug in mcp-trainer; the message says where
     DEPENDENCY_FAILED = "dependency_failed"  # a task it depends on failed or was cancelled; it never ran
 
@@ -185,6 +186,7 @@ class Progress(BaseModel):
     eta_s: float | None = None
     message: str | None = None
     training: TrainingProgress | None = None  # fine-tunes only
+    metrics: dict[str, float] = Field(default_factory=dict)  # the latest a script reported (script tasks)
     warnings: list[str] = Field(default_factory=list)  # what went wrong or was left out in this attempt
     updated_at: float | None = None
 

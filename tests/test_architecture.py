@@ -16,7 +16,7 @@ import mcp_trainer
 PACKAGE = Path(mcp_trainer.__file__).parent
 # Lowest first: a module may import from its own layer or the ones below, never from above.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "ids", "polling", "offload", "files", "secretfile", "version"),
+    ("errors", "ids", "polling", "offload", "files", "secretfile", "version", "report"),
     ("specs",),
     ("records", "pipeline_records"),
     ("preflight", "machine"),

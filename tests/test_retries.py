@@ -82,7 +82,9 @@ def test_a_fine_tune_out_of_memory_is_not_retried_its_loop_already_shrank_the_ba
     assert record.status is TaskStatus.FAILED
 
 
-@pytest.mark.parametrize("kind", [ErrorKind.DATA_ERROR, ErrorKind.INTERNAL, ErrorKind.TIMEOUT])
+@pytest.mark.parametrize(
+    "kind", [ErrorKind.DATA_ERROR, ErrorKind.INTERNAL, ErrorKind.TIMEOUT, ErrorKind.SCRIPT_ERROR]
+)
 def test_errors_a_retry_cannot_fix_are_never_retried(kind: ErrorKind) -> None:
     record = failed_attempt(search(), kind)
     assert record.status is TaskStatus.FAILED and record.next_attempt_at is None

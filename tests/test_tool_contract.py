@@ -18,6 +18,7 @@ from mcp_trainer.server import ServerConfig, build_server
 from mcp_trainer.server.schema import compact_schema
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.script import ScriptSpec
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.views.maintenance import MaintenanceReport
 from mcp_trainer.views.models import ModelPage
@@ -48,15 +49,30 @@ async def listed(client: Client) -> dict[str, dict[str, Any]]:
 async def test_a_submit_tools_parameters_are_exactly_its_spec_fields_with_their_bounds_and_descriptions(
     client: Client, tool_name: str
 ) -> None:
-    schema = (await listed(client))[tool_name]["inputSchema"]
+    assert_schema_of(SUBMIT_TOOLS[tool_name], (await listed(client))[tool_name]["inputSchema"])
+
+
+def assert_schema_of(spec: type[BaseModel], schema: dict[str, Any]) -> None:
     expected: dict[str, Any] = {}
     required: list[str] = []
-    for model in (SUBMIT_TOOLS[tool_name], SubmitOptions):
+    for model in (spec, SubmitOptions):
         spec_schema = compact_schema(model.model_json_schema())
         expected |= spec_schema["properties"]
         required += spec_schema.get("required", [])
     assert schema["properties"] == expected
     assert sorted(schema.get("required", [])) == sorted(required)
+
+
+async def test_a_server_that_allows_scripts_lists_the_script_tool_with_its_specs_parameters(
+    queue_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    config = ServerConfig(queue_dir=queue_dir, models_dir=models_dir, execute=False, script_dirs=(tmp_path,))
+    async with Client(build_server(config), mode="legacy") as with_scripts:
+        assert_schema_of(ScriptSpec, (await listed(with_scripts))["submit_script_task"]["inputSchema"])
+        message = await call_error(with_scripts, "submit_script_task", {"script": "/x.py", "timeout_s": 0})
+    assert "timeout_s must be greater than 0.0 (got 0)" in message
+    for words in PYDANTIC_WORDING:
+        assert words not in message
 
 
 async def test_every_parameter_of_every_tool_has_a_description(client: Client) -> None:

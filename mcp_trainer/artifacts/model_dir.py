@@ -30,6 +30,7 @@ __all__ = [
     "MODEL_FILE",
     "REPORTS_DIR",
     "REPORT_PLOTS",
+    "SCRIPT_OUTPUT_DIR",
     "SUMMARY_FILE",
     "TMP_PREFIX",
     "delete_model_dir",
@@ -48,6 +49,7 @@ TMP_PREFIX = ".tmp-"  # a model directory being assembled: `.tmp-<model_id>-<pid
 DELETING_PREFIX = ".deleting-"  # a model directory being removed: `.deleting-<model_id>-<pid>`
 METADATA_FILE = "metadata.json"
 REPORTS_DIR = "reports"
+SCRIPT_OUTPUT_DIR = "output"  # a script task's model entry: the copy of its declared output directory
 SUMMARY_FILE = "summary.md"
 # The report plots a model may have, in the order a report shows them: name -> what it shows. Each is
 # `reports/<name>.png`; a plot that does not apply or could not be drawn is absent (summary.md says why).

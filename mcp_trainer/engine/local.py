@@ -71,9 +71,11 @@ class ProcessExecutor(Executor):
         *,
         stop_grace_s: float = 0.3,
         term_grace_s: float = 0.3,
+        script_dirs: tuple[Path, ...] = (),
     ) -> None:
         self.layout = layout
         self.models_dir = models_dir
+        self.script_dirs = script_dirs  # where its workers may run scripts from (--allow-scripts-from)
         self.stop_grace_s = stop_grace_s
         self.term_grace_s = term_grace_s
         self._ctx = multiprocessing.get_context("forkserver")
@@ -93,7 +95,16 @@ class ProcessExecutor(Executor):
         process = forkservers.WorkerProcess(
             forkservers.stack_of_task(record.task_type),
             target=worker_main,
-            args=(child, record.model_dump_json(), root, models, os.getpid(), cpu_share, tuple(gpus)),
+            args=(
+                child,
+                record.model_dump_json(),
+                root,
+                models,
+                os.getpid(),
+                cpu_share,
+                tuple(gpus),
+                tuple(str(d) for d in self.script_dirs),
+            ),
             name=f"mcp-trainer:{record.task_id}",
             daemon=False,
         )

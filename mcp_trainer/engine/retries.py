@@ -4,7 +4,8 @@
 - out_of_memory: a search runs again with half its parallel trials (each holds a copy of the data); a
   fine-tune is not retried, its loop having already halved its micro-batch down to the smallest.
 - disk_full: wait for space; the attempt does not count (at most MAX_DISK_WAITS such waits).
-- data_error, divergence, timeout, internal: never retried; the input or the code must change first.
+- data_error, divergence, timeout, internal, script_error (a script task's script failed): never
+  retried; the input or the code must change first.
 Retries wait with exponential backoff and jitter (1 s, 2 s, 4 s, ... at most 5 minutes, ±25%), and the time
 of the next attempt is in the task file, so a restart keeps it.
 """

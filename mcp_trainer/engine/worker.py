@@ -125,6 +125,7 @@ def worker_main(
     owner_pid: int,
     cpu_share: int,
     gpus: tuple[int, ...] = (),
+    script_dirs: tuple[str, ...] = (),
 ) -> None:
     """Entry point of a worker process."""
     os.setpgid(0, 0)
@@ -161,6 +162,8 @@ def worker_main(
         signer=ModelSigner(layout.signing_key),
         finish_event=finish,
         cpu_share=cpu_share,
+        gpus=tuple(gpus),
+        script_dirs=tuple(Path(d) for d in script_dirs),
     )
     if record.overrides:  # say it where the status shows it, not only in the log
         changed = ", ".join(f"{k}={v}" for k, v in record.overrides.items())

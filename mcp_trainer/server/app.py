@@ -21,6 +21,7 @@ from mcp_trainer.server import (
     maintenance_tools,
     model_tools,
     pipeline_tools,
+    script_tools,
     task_tools,
 )
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
@@ -46,6 +47,7 @@ Runs real training jobs on this machine. Training never happens inside a tool ca
    with a hint. cancel_training_task stops a task for real. get_queue_status shows the load.
 scikit-learn models: submit_training_task. PyTorch fine-tunes of a local Hugging Face model:
 submit_finetune_task (GPU when there is one); then predict (classifiers) or generate (language models).
+Your own training script: submit_script_task, listed when the server runs with --allow-scripts-from.
 Paths (data_source) are paths on the machine that runs this server."""
 
 
@@ -62,6 +64,7 @@ class ServerConfig:
     exit_on_signal: bool = False
     data_roots: tuple[Path, ...] = ()  # data files must resolve under one of these (none: anywhere)
     model_roots: tuple[Path, ...] = ()  # and a fine-tune's model_path under one of these
+    script_dirs: tuple[Path, ...] = ()  # where script tasks may come from (none: scripts are off)
     admission: AdmissionConfig = field(default_factory=AdmissionConfig)  # what may start, and when
     alert_rules: AlertRules = field(default_factory=AlertRules)  # when a running task raises an alert
     maintenance_interval_s: float | None = DEFAULT_MAINTENANCE_INTERVAL_S  # None or 0: no periodic run
@@ -93,6 +96,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             execute=cfg.execute,
             data_roots=cfg.data_roots,
             model_roots=cfg.model_roots,
+            script_dirs=cfg.script_dirs,
             admission=cfg.admission,
             alert_rules=cfg.alert_rules,
             maintenance_interval_s=cfg.maintenance_interval_s,
@@ -112,6 +116,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *catalog_tools.tools(),
         *model_tools.tools(),
         *finetune_tools.tools(),
+        *(script_tools.tools() if cfg.script_dirs else []),
         *maintenance_tools.tools(),
         *pipeline_tools.tools(),
     ]

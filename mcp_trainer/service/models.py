@@ -11,6 +11,7 @@ from typing import Any
 
 from mcp_trainer.artifacts.model_dir import (
     REPORTS_DIR,
+    SCRIPT_OUTPUT_DIR,
     delete_model_dir,
     list_metadata,
     model_dir,
@@ -27,6 +28,7 @@ from mcp_trainer.service.audit import audited
 from mcp_trainer.service.core import ServiceCore
 from mcp_trainer.service.paging import check_limit
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES
+from mcp_trainer.specs.script import SCRIPT_TASK_TYPES
 from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.views.models import Generation, ModelInfo, ModelPage, ModelReport, ModelSummary, Predictions
 
@@ -151,6 +153,13 @@ class ModelMethods(ServiceCore):
         """Which job predicts with this model, and the absolute data file (blocking). Rows for a fine-tune
         are checked here, before a job process pays for importing torch."""
         meta = read_metadata(self.models_dir, model_id)  # a clear error if unknown
+        if meta.get("task_type") in SCRIPT_TASK_TYPES:
+            files = model_dir(self.models_dir, model_id) / SCRIPT_OUTPUT_DIR
+            raise InvalidInputError(
+                f"Model {model_id} is the output directory of a script task: the server cannot run it.",
+                f"Its files are in {files}; load them with your own code (get_model_info lists them with "
+                "their sha256).",
+            )
         target = _TABULAR_PREDICT
         if meta.get("task_type") in FINETUNE_TASK_TYPES:
             if meta.get("task_type") != "text_classification_finetune":

@@ -4,7 +4,9 @@ machine could never meet (blocking: it reads file sizes and asks NVML; run it in
 
 Defaults: a search claims its `n_parallel_trials` cores when it names them, else a fair share of the free
 cores when it starts; memory comes from the size of the data (scikit-learn) or of the model's weights
-(fine-tunes); a fine-tune gets one GPU when the machine has any, and scikit-learn never a GPU.
+(fine-tunes); a fine-tune gets one GPU when the machine has any, and scikit-learn never a GPU. A script
+(whose needs nothing here can tell) claims a fair share of the cores, 1 GB (2 GB with a GPU), and a GPU
+only when it asks for one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mcp_trainer.specs import AnySpec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.resources import ResourceRequest
+from mcp_trainer.specs.script import ScriptSpec
 from mcp_trainer.specs.sources import parse_source
 
 __all__ = ["resolve_request"]
@@ -31,7 +34,7 @@ def resolve_request(spec: AnySpec, options: SubmitOptions, machine: Machine) -> 
     of `machine` could ever meet."""
     finetune = isinstance(spec, FinetuneSpec)
     cores = options.cpu_cores
-    parallel = None if isinstance(spec, FinetuneSpec) else spec.n_parallel_trials
+    parallel = None if isinstance(spec, FinetuneSpec | ScriptSpec) else spec.n_parallel_trials
     if cores is None:
         cores = parallel
     elif parallel is not None and parallel > cores:
@@ -42,7 +45,7 @@ def resolve_request(spec: AnySpec, options: SubmitOptions, machine: Machine) -> 
     gpus = options.gpu_count
     if gpus is None:
         gpus = 1.0 if finetune and machine.gpus else 0.0
-    _check_gpus(gpus, options, finetune)
+    _check_gpus(gpus, options, finetune or isinstance(spec, ScriptSpec))
     request = ResourceRequest(
         cpu_cores=cores,
         memory_gb=options.memory_gb if options.memory_gb is not None else _default_memory_gb(spec, gpus),
@@ -58,12 +61,12 @@ def resolve_request(spec: AnySpec, options: SubmitOptions, machine: Machine) -> 
     return request
 
 
-def _check_gpus(gpus: float, options: SubmitOptions, finetune: bool) -> None:
+def _check_gpus(gpus: float, options: SubmitOptions, may_use_gpus: bool) -> None:
     if gpus > 1 and not gpus.is_integer():
         raise InvalidInputError(
             f"gpu_count={gpus:g}: above 1 it counts whole GPUs.", "Use 1, 2, ... or a fraction below 1."
         )
-    if gpus and not finetune:
+    if gpus and not may_use_gpus:
         raise InvalidInputError(
             "scikit-learn tasks run on CPUs only: gpu_count would claim a GPU they never use.",
             "Leave gpu_count out (or 0) for this task type.",
@@ -78,6 +81,8 @@ def _default_memory_gb(spec: AnySpec, gpus: float) -> float:
     """About what a task of this size needs: pandas' frame and the folds' copies for scikit-learn (about ten
     times the file); for a fine-tune the worker's torch and transformers (~0.3-0.6 GB resident), the weights,
     gradients and optimizer state (a LoRA far less), and the CUDA context on a GPU (~1 GB of host memory)."""
+    if isinstance(spec, ScriptSpec):
+        return 2.0 if gpus else 1.0
     if isinstance(spec, FinetuneSpec):
         weights = _size(Path(spec.model_path), _WEIGHTS)
         factor = 2.0 if spec.method == "lora" else 6.0

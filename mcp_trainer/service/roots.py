@@ -1,5 +1,7 @@
 """The directories a caller's paths must resolve under: data files under the data roots, the models a
 fine-tune starts from under the model roots. With no roots, any path the server's user can read goes.
+Scripts are the other way round: with no script directories (`--allow-scripts-from`), no script runs
+(preflight/script.py checks a script task's paths against them).
 
 Paths are resolved with their links followed before the check, so a link inside a root that points out
 of it is refused; the check comes before anything is read, so a refusal says nothing about the file.
@@ -19,13 +21,16 @@ __all__ = ["Roots"]
 class Roots:
     data: tuple[Path, ...] = ()
     models: tuple[Path, ...] = ()
+    scripts: tuple[Path, ...] = ()  # where a script task's files may come from; none: scripts are off
 
     @classmethod
-    def of(cls, data: tuple[str | Path, ...] = (), models: tuple[str | Path, ...] = ()) -> Roots:
-        return cls(
-            tuple(Path(p).expanduser().resolve() for p in data),
-            tuple(Path(p).expanduser().resolve() for p in models),
-        )
+    def of(
+        cls,
+        data: tuple[str | Path, ...] = (),
+        models: tuple[str | Path, ...] = (),
+        scripts: tuple[str | Path, ...] = (),
+    ) -> Roots:
+        return cls(_resolved(data), _resolved(models), _resolved(scripts))
 
     def data_file(self, text: str, what: str = "data_source") -> str:
         """`text` as an absolute path with links resolved, once it is under a data root."""
@@ -33,6 +38,10 @@ class Roots:
 
     def model_dir(self, text: str, what: str = "model_path") -> str:
         return _confine(text, self.models, what, "--model-root")
+
+
+def _resolved(paths: tuple[str | Path, ...]) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser().resolve() for p in paths)
 
 
 def _confine(text: str, roots: tuple[Path, ...], what: str, flag: str) -> str:

@@ -37,6 +37,7 @@ from mcp_trainer.machine import machine_status
 from mcp_trainer.offload import off_loop
 from mcp_trainer.polling import poll_until
 from mcp_trainer.preflight.finetune import check_finetune
+from mcp_trainer.preflight.script import check_script
 from mcp_trainer.preflight.tabular import check_dataset
 from mcp_trainer.records import Priority, TaskRecord, TaskStatus, Transition, with_warning
 from mcp_trainer.service.audit import AuditRecord, audited
@@ -49,6 +50,7 @@ from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
 from mcp_trainer.specs.resources import ResourceRequest
+from mcp_trainer.specs.script import ScriptSpec
 from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.views.tasks import Claimed, QueueStatus, TaskListItem, TaskPage, TaskStatusView, iso
 
@@ -126,9 +128,14 @@ class TaskMethods(ServiceCore):
         return view, created
 
     def _audit_submit(self, spec: Mapping[str, Any] | AnySpec, user_id: object) -> AuditRecord:
-        """The audit log's record of a submit: its user, task type and data path (no other argument)."""
+        """The audit log's record of a submit: its user, task type and data path, or the script a script
+        task runs (no other argument)."""
         given = spec if isinstance(spec, Mapping) else spec.model_dump()
-        described = {k: given.get(k) for k in ("task_type", "data_source") if isinstance(given.get(k), str)}
+        named = ("task_type", "data_source", "script")
+        described = {k: given.get(k) for k in named if isinstance(given.get(k), str)}
+        command = given.get("command")
+        if isinstance(command, list) and command and isinstance(command[0], str):
+            described["program"] = command[0]
         return self._audit.record("submit", task_id=None, user_id=user_id, **described)
 
     async def _submit_once(
@@ -628,6 +635,8 @@ def check_spec(spec: AnySpec, roots: Roots) -> AnySpec:
         if spec.eval_data_source is not None:
             update["eval_data_source"] = roots.data_file(spec.eval_data_source, "eval_data_source")
         return check_finetune(spec.model_copy(update=update))
+    if isinstance(spec, ScriptSpec):
+        return check_script(spec, roots.scripts)
     if parse_source(spec.data_source).path is not None:
         spec = spec.model_copy(update={"data_source": roots.data_file(spec.data_source)})
     check_dataset(spec)

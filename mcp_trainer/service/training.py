@@ -57,7 +57,9 @@ class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, Maintena
     0: never on its own). The owner raises alerts on its running tasks (`alert_rules`: when a task counts
     as stalled, and the other limits). Any number of services may share one queue directory; all of them
     can submit, read, cancel and run maintenance. With `data_roots` (and `model_roots`), every data file
-    (and fine-tune model directory) a caller names must resolve under one of them. A submit is refused
+    (and fine-tune model directory) a caller names must resolve under one of them. Script tasks (the
+    caller's own scripts) are refused unless `script_dirs` names the directories they may come from, and
+    run only where the service that executes the queue names them too. A submit is refused
     (InvalidStateError, nothing written) when `max_queued` tasks wait already, or `max_queued_per_user`
     tasks of its `user_id` (None: no cap). Every call that changes something (submit, cancel, stop,
     retry, delete_model, maintain) appends a line to `queue_dir/audit.jsonl` (service/audit.py).
@@ -78,6 +80,7 @@ class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, Maintena
         warm_up: bool = True,
         data_roots: tuple[str | os.PathLike[str], ...] = (),
         model_roots: tuple[str | os.PathLike[str], ...] = (),
+        script_dirs: tuple[str | os.PathLike[str], ...] = (),
         admission: AdmissionConfig | None = None,
         alert_rules: AlertRules | None = None,
         maintenance_interval_s: float | None = DEFAULT_MAINTENANCE_INTERVAL_S,
@@ -98,7 +101,11 @@ class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, Maintena
         self.execute = execute
         self.poll_interval_s = poll_interval_s
         self._warm_up = warm_up
-        self.roots = Roots.of(tuple(Path(p) for p in data_roots), tuple(Path(p) for p in model_roots))
+        self.roots = Roots.of(
+            tuple(Path(p) for p in data_roots),
+            tuple(Path(p) for p in model_roots),
+            tuple(Path(p) for p in script_dirs),
+        )
         self.admission = admission or AdmissionConfig()
         self.alert_rules = alert_rules or AlertRules()
         self._parts_or_none: Parts | None = None
@@ -119,7 +126,7 @@ class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, Maintena
                 "(models signed with the old one can then no longer be loaded).",
             ) from None
         await off_loop(store.refresh)
-        executor = ProcessExecutor(layout, self.models_dir)
+        executor = ProcessExecutor(layout, self.models_dir, script_dirs=self.roots.scripts)
         scheduler = Scheduler(
             store,
             executor,

@@ -1,8 +1,9 @@
 """What a caller asks for, validated before a task exists: one pydantic spec per family of task types.
 
-`tabular` (scikit-learn searches), `finetune` (PyTorch fine-tunes), `spaces` (model families and their
-search spaces), `sources` (what a `data_source` names), `options` (how a task is queued). The MCP tools'
-input schemas are generated from these models, so they are the one source of truth for every parameter.
+`tabular` (scikit-learn searches), `finetune` (PyTorch fine-tunes), `script` (the user's own script),
+`spaces` (model families and their search spaces), `sources` (what a `data_source` names), `options` (how
+a task is queued). The MCP tools' input schemas are generated from these models, so they are the one
+source of truth for every parameter.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pydantic import Field, ValidationError
 
 from mcp_trainer.errors import InvalidInputError, closest, describe_validation_error
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES, FinetuneSpec
+from mcp_trainer.specs.script import SCRIPT_TASK_TYPES, ScriptSpec
 from mcp_trainer.specs.tabular import TABULAR_TASK_TYPES, TabularSpec
 
 __all__ = [
     "FINETUNE_TASK_TYPES",
+    "SCRIPT_TASK_TYPES",
     "SPEC_MODELS",
     "TABULAR_TASK_TYPES",
     "TASK_TYPES",
@@ -27,11 +30,12 @@ __all__ = [
 ]
 
 # Every kind of task: add its spec to the union and its task types to the table.
-AnySpec = TabularSpec | FinetuneSpec
+AnySpec = TabularSpec | FinetuneSpec | ScriptSpec
 TaskSpec = Annotated[AnySpec, Field(discriminator="task_type")]
 SPEC_MODELS: dict[str, type[AnySpec]] = {
     **dict.fromkeys(TABULAR_TASK_TYPES, TabularSpec),
     **dict.fromkeys(FINETUNE_TASK_TYPES, FinetuneSpec),
+    **dict.fromkeys(SCRIPT_TASK_TYPES, ScriptSpec),
 }
 TASK_TYPES: tuple[str, ...] = tuple(SPEC_MODELS)
 

@@ -51,6 +51,9 @@ class WorkerContext:
     finish_event: threading.Event = field(default_factory=threading.Event)
     # The CPUs this task may fill by default (processes, thread pools); None: all of the machine's.
     cpu_share: int | None = None
+    gpus: tuple[int, ...] = ()  # the GPUs it was granted (indexes on this machine; CUDA_VISIBLE_DEVICES)
+    # Where the server that runs the queue lets scripts come from (--allow-scripts-from); none: nowhere.
+    script_dirs: tuple[Path, ...] = ()
     min_interval_s: float = 0.25
     progress: Progress = field(default_factory=lambda: Progress(phase="starting"))
     # Work left for after the result is sent (the report plots): the task completes without waiting.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES
+from mcp_trainer.specs.script import SCRIPT_TASK_TYPES
 from mcp_trainer.specs.spaces import TASK_FAMILIES
 from mcp_trainer.trainers.base import Trainer
 
@@ -15,6 +16,8 @@ TRAINERS: dict[str, str] = {
     **dict.fromkeys(TASK_FAMILIES, "mcp_trainer.trainers.tabular.trainer:SklearnTrainer"),
     # torch, transformers and peft come from the `torch` extra; they are imported only when one runs.
     **dict.fromkeys(FINETUNE_TASK_TYPES, "mcp_trainer.trainers.finetune.trainer:FinetuneTrainer"),
+    # The user's own script, a child process of the worker (forked from the scikit-learn forkserver).
+    **dict.fromkeys(SCRIPT_TASK_TYPES, "mcp_trainer.trainers.script.trainer:ScriptTrainer"),
 }
 
 

@@ -49,6 +49,7 @@ class TaskStatusView(BaseModel):
     granted: Grant | None = Field(None, description="what its current or last attempt was given")
     progress: float = Field(description="overall percent, 0-100")
     phase: str
+    message: str | None = Field(None, description="while running: what it is doing (a script's own words)")
     trial: int | None = None
     n_trials: int | None = None
     best_score: float | None = None
@@ -71,9 +72,13 @@ class TaskStatusView(BaseModel):
     finished_at: str | None
     model_id: str | None = None
     model_deleted: bool = Field(False, description="delete_model removed this task's model since")
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, float] | None = Field(
+        None, description="held-out metrics once completed; before that, the latest a script reported"
+    )
     cv_score: float | None = None
-    outputs: dict[str, Any] | None = Field(None, description="named outputs a later pipeline stage can use")
+    outputs: dict[str, Any] | None = Field(
+        None, description="named outputs a later pipeline stage can use (a script's exit_code, artifacts)"
+    )
     error: TaskError | None = None
     next_attempt_at: str | None = None
     retry_plan: str | None = Field(None, description="while retrying: when and how the next attempt runs")
@@ -123,6 +128,7 @@ class TaskStatusView(BaseModel):
             granted=r.grant if r.status is not TaskStatus.QUEUED or r.attempts else None,
             progress=round(p.percent, 2),
             phase=phase,
+            message=p.message if r.status is TaskStatus.RUNNING else None,
             trial=p.trial,
             n_trials=p.n_trials,
             best_score=p.best_score,
@@ -140,9 +146,9 @@ class TaskStatusView(BaseModel):
             finished_at=iso(r.finished_at),
             model_id=r.result.model_id if r.result else None,
             model_deleted=r.result is not None and r.result.deleted_at is not None,
-            metrics=r.result.metrics if r.result else None,
+            metrics=r.result.metrics if r.result else (p.metrics or None),
             cv_score=r.result.cv_score if r.result else None,
-            outputs=r.result.outputs or None if r.result else None,
+            outputs=(r.result.outputs or None) if r.result else None,
             error=r.error if shows_error else None,
             next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
             retry_plan=r.retry_plan if r.status is TaskStatus.RETRYING else None,
