@@ -1,5 +1,7 @@
 """The directories a caller's paths must resolve under: data files under the data roots, the models a
 fine-tune starts from under the model roots. With no roots, any path the server's user can read goes.
+The server's own data (`queue/datasets/`, what preprocess tasks write for later stages) is always
+readable as data: it holds only files the server wrote.
 
 Paths are resolved with their links followed before the check, so a link inside a root that points out
 of it is refused; the check comes before anything is read, so a refusal says nothing about the file.
@@ -19,20 +21,31 @@ __all__ = ["Roots"]
 class Roots:
     data: tuple[Path, ...] = ()
     models: tuple[Path, ...] = ()
+    own: tuple[Path, ...] = ()  # the server's own data directories, readable whatever `data` says
 
     @classmethod
-    def of(cls, data: tuple[str | Path, ...] = (), models: tuple[str | Path, ...] = ()) -> Roots:
-        return cls(
-            tuple(Path(p).expanduser().resolve() for p in data),
-            tuple(Path(p).expanduser().resolve() for p in models),
-        )
+    def of(
+        cls,
+        data: tuple[str | Path, ...] = (),
+        models: tuple[str | Path, ...] = (),
+        own: tuple[str | Path, ...] = (),
+    ) -> Roots:
+        return cls(*(tuple(Path(p).expanduser().resolve() for p in paths) for paths in (data, models, own)))
 
     def data_file(self, text: str, what: str = "data_source") -> str:
-        """`text` as an absolute path with links resolved, once it is under a data root."""
+        """`text` as an absolute path with links resolved, once it is under a data root or the server's
+        own data."""
+        if self.data and _inside(text, self.own):
+            return _confine(text, self.own, what, "--data-root")
         return _confine(text, self.data, what, "--data-root")
 
     def model_dir(self, text: str, what: str = "model_path") -> str:
         return _confine(text, self.models, what, "--model-root")
+
+
+def _inside(text: str, roots: tuple[Path, ...]) -> bool:
+    resolved = Path(text).expanduser().resolve()
+    return any(resolved.is_relative_to(root) for root in roots)
 
 
 def _confine(text: str, roots: tuple[Path, ...], what: str, flag: str) -> str:
