@@ -107,6 +107,7 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"  # the task ran past its time limit
     WORKER_LOST = "worker_lost"  # the worker process died without saying why (killed, crashed)
     INTERNAL = "internal"  # a bug in mcp-trainer; the message says where
+    CONFLICT = "conflict"  # what the task works on is in use (a task a cleanup names runs again); retry later
 
     def is_retryable(self) -> bool:
         """Whether another attempt may succeed as it is (outcome.py says how each kind is retried)."""

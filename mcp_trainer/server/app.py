@@ -15,7 +15,14 @@ from mcp.server.mcpserver import MCPServer
 
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
-from mcp_trainer.server import catalog_tools, finetune_tools, maintenance_tools, model_tools, task_tools
+from mcp_trainer.server import (
+    catalog_tools,
+    finetune_tools,
+    maintenance_tools,
+    model_tools,
+    task_tools,
+    workflow_tools,
+)
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.maintenance import (
@@ -39,6 +46,9 @@ Runs real training jobs on this machine. Training never happens inside a tool ca
    with a hint. cancel_training_task stops a task for real. get_queue_status shows the load.
 scikit-learn models: submit_training_task. PyTorch fine-tunes of a local Hugging Face model:
 submit_finetune_task (GPU when there is one); then predict (classifiers) or generate (language models).
+Around training: submit_preprocess_task (clean, encode, split a file), submit_evaluation_task (score and
+compare models on a test file), submit_cleanup_task (remove ended tasks' intermediate files); their
+status's outputs name what they made.
 Paths (data_source) are paths on the machine that runs this server."""
 
 
@@ -105,6 +115,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *catalog_tools.tools(),
         *model_tools.tools(),
         *finetune_tools.tools(),
+        *workflow_tools.tools(),
         *maintenance_tools.tools(),
     ]
     return MCPServer(

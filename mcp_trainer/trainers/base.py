@@ -51,6 +51,11 @@ class WorkerContext:
     finish_event: threading.Event = field(default_factory=threading.Event)
     # The CPUs this task may fill by default (processes, thread pools); None: all of the machine's.
     cpu_share: int | None = None
+    # Where the task writes files for later tasks to read (`queue/datasets/<task_id>/`, written whole by
+    # trainers/outputs.py), and the queue's directory, which tasks that work on the queue itself need
+    # (a cleanup). None outside a worker (tests).
+    output_dir: Path | None = None
+    queue_dir: Path | None = None
     min_interval_s: float = 0.25
     progress: Progress = field(default_factory=lambda: Progress(phase="starting"))
     # Work left for after the result is sent (the report plots): the task completes without waiting.

@@ -15,6 +15,11 @@ TRAINERS: dict[str, str] = {
     **dict.fromkeys(TASK_FAMILIES, "mcp_trainer.trainers.tabular.trainer:SklearnTrainer"),
     # torch, transformers and peft come from the `torch` extra; they are imported only when one runs.
     **dict.fromkeys(FINETUNE_TASK_TYPES, "mcp_trainer.trainers.finetune.trainer:FinetuneTrainer"),
+    "preprocess": "mcp_trainer.trainers.preprocess.trainer:PreprocessTrainer",
+    "evaluate": "mcp_trainer.trainers.evaluate.trainer:EvaluateTrainer",
+    # A cleanup works on the queue (its store, maintenance's pruning), which trainers may not import: its
+    # trainer lives in the engine, and is loaded by name in the worker, whose entry point is the engine's.
+    "cleanup": "mcp_trainer.engine.cleanup:CleanupTrainer",
 }
 
 

@@ -68,6 +68,9 @@ class TaskStatusView(BaseModel):
     model_deleted: bool = Field(False, description="delete_model removed this task's model since")
     metrics: dict[str, float] | None = None
     cv_score: float | None = None
+    outputs: dict[str, Any] | None = Field(
+        None, description="what a completed task made for later tasks: output_path, best_model_id, ..."
+    )
     error: TaskError | None = None
     next_attempt_at: str | None = None
     retry_plan: str | None = Field(None, description="while retrying: when and how the next attempt runs")
@@ -129,6 +132,7 @@ class TaskStatusView(BaseModel):
             model_deleted=r.result is not None and r.result.deleted_at is not None,
             metrics=r.result.metrics if r.result else None,
             cv_score=r.result.cv_score if r.result else None,
+            outputs=r.result.outputs if r.result and r.result.outputs else None,
             error=r.error if shows_error else None,
             next_attempt_at=iso(r.next_attempt_at) if r.status is TaskStatus.RETRYING else None,
             retry_plan=r.retry_plan if r.status is TaskStatus.RETRYING else None,
