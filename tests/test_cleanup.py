@@ -182,9 +182,13 @@ async def test_a_cleanup_that_names_nothing_or_asks_the_impossible_is_refused_in
         assert (await svc.list_tasks()).total == 0
 
 
-async def test_an_unknown_task_and_a_task_still_waiting_are_refused_at_submit(queue: Queue) -> None:
-    waiting = queue.task(TaskStatus.QUEUED)
+async def test_an_unknown_task_and_a_task_still_waiting_or_running_are_refused_at_submit(
+    queue: Queue,
+) -> None:
+    waiting, running = queue.task(TaskStatus.QUEUED), queue.task(TaskStatus.RUNNING)
     async with TrainingService(queue.layout.root, queue.models_dir, execute=False) as svc:
+        with pytest.raises(InvalidStateError, match=f"Task {running} is running"):
+            await svc.submit(cleanup(task_ids=[running], remove=["checkpoints"]))
         with pytest.raises(TaskNotFoundError):
             await svc.submit(cleanup(task_ids=["task_20261122T143000_8f3a2c1d"]))
         with pytest.raises(InvalidStateError) as info:

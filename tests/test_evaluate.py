@@ -294,3 +294,41 @@ async def test_a_model_deleted_after_the_submit_fails_the_task_as_a_data_error(
         done = await svc.wait(task.task_id, timeout_s=120)
     assert done.status is TaskStatus.FAILED and done.error is not None
     assert done.error.kind is ErrorKind.DATA_ERROR and f"No model {trained.knn}" in done.error.message
+
+
+async def test_the_template_pipelines_stages_submitted_in_turn_split_train_three_families_and_name_the_best(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    async with TrainingService(queue_dir, models_dir) as svc:
+        prep = await svc.submit(
+            {
+                "task_type": "preprocess",
+                "data_source": str(blobs_csv),
+                "target_column": "label",
+                "test_size": 0.3,
+            }
+        )
+        outputs = (await svc.wait(prep.task_id, timeout_s=60)).outputs
+        assert outputs is not None
+        families = ("logistic_regression", "knn_classification", "random_forest_classification")
+        tasks = [
+            await svc.submit(
+                {
+                    "task_type": family,
+                    "data_source": outputs["train_path"],
+                    "target_column": "label",
+                    "optimize_hyperparameters": False,
+                }
+            )
+            for family in families
+        ]
+        models = [(await svc.wait(t.task_id, timeout_s=120)).model_id for t in tasks]
+        assert all(models)
+        judged = await svc.submit(
+            {"task_type": "evaluate", "model_ids": models, "data_source": outputs["test_path"]}
+        )
+        done = await svc.wait(judged.task_id, timeout_s=120)
+    assert done.status is TaskStatus.COMPLETED and done.outputs is not None
+    assert done.outputs["best_model_id"] in models
+    assert sorted(row["task_type"] for row in done.outputs["comparison"]) == sorted(families)
+    assert all(row["n_rows"] == 36 for row in done.outputs["comparison"])  # the 30% held back of 120
