@@ -10,8 +10,11 @@ from mcp_trainer.errors import InvalidInputError, InvalidStateError, TaskNotFoun
 from mcp_trainer.records import ErrorKind, Priority, Progress, TaskError, TaskRecord, TaskResult, TaskStatus
 from mcp_trainer.service.training import TrainingService
 from mcp_trainer.specs import TaskSpec
+from mcp_trainer.specs.cleanup import CleanupSpec
+from mcp_trainer.specs.evaluate import EvaluateSpec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.preprocess import PreprocessSpec
 from mcp_trainer.specs.script import ScriptSpec
 from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.version import __version__
@@ -22,11 +25,14 @@ __all__ = [
     "AdmissionConfig",
     "AlertRules",
     "AlertsView",
+    "CleanupSpec",
     "ErrorKind",
+    "EvaluateSpec",
     "FinetuneSpec",
     "InvalidInputError",
     "InvalidStateError",
     "MaintenanceReport",
+    "PreprocessSpec",
     "Priority",
     "Progress",
     "QueueStatus",

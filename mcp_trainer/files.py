@@ -13,13 +13,15 @@ import errno
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 __all__ = [
+    "TMP_DIR_PREFIX",
     "TMP_SUFFIX",
     "NotARegularFile",
     "atomic_write",
@@ -28,11 +30,14 @@ __all__ = [
     "open_no_follow",
     "read_capped",
     "real_dir",
+    "replace_dir",
     "sha256_of",
     "temp_writer_pid",
 ]
 
 TMP_SUFFIX = ".tmp"
+TMP_DIR_PREFIX = ".tmp-"  # a folder being written by `replace_dir`: `.tmp-<name>-<pid>`
+T = TypeVar("T")
 
 
 def fsync_dir(path: Path) -> None:
@@ -134,3 +139,36 @@ def real_dir(path: Path) -> Path:
         os.replace(path, path.with_name(f"{path.name}.not-a-directory.{time.time_ns()}"))
     path.mkdir(exist_ok=True)
     return path
+
+
+def replace_dir(final: Path, fill: Callable[[Path], T], *, make_parent: bool = True) -> T:
+    """Have `fill` write a folder whole, then put it in place of `final` (an older one, say of an
+    earlier attempt, is removed): readers see the old folder or the complete new one, never a part. It is
+    written as `.tmp-<name>-<pid>` beside `final` (so that a sweep can tell a dead writer's), its files
+    fsynced, then renamed. Returns what `fill` returned. Without `make_parent`, a parent folder that is
+    gone raises FileNotFoundError rather than being made again."""
+    parent = real_dir(final.parent) if make_parent else final.parent
+    tmp = parent / f"{TMP_DIR_PREFIX}{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        result = fill(tmp)
+        for path in [*tmp.rglob("*"), tmp]:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if path.is_dir() else 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if os.path.lexists(final):
+            old = parent / f"{TMP_DIR_PREFIX}{final.name}.old-{os.getpid()}"
+            os.rename(final, old)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # a link or a file planted in its place: removed, never followed
+                old.unlink()
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(parent)
+    return result

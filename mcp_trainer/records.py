@@ -109,6 +109,7 @@ class ErrorKind(StrEnum):
     SCRIPT_ERROR = "script_error"  # a script task's script failed (exit code, signal, missing output)
     INTERNAL = "internal"  # a bug in mcp-trainer; the message says where
     DEPENDENCY_FAILED = "dependency_failed"  # a task it depends on failed or was cancelled; it never ran
+    CONFLICT = "conflict"  # what the task works on is in use (a task a cleanup names runs again); retry later
 
     def is_retryable(self) -> bool:
         """Whether another attempt may succeed as it is (outcome.py says how each kind is retried)."""

@@ -199,6 +199,48 @@ def test_the_trainers_checkpoint_folder_is_the_one_maintenance_prunes() -> None:
     assert names["CHECKPOINTS_DIR"] == CHECKPOINTS_DIR
 
 
+def dataset(store: TaskStore, task_id: str, size: int = 40, *, days_ago: float | None = None) -> Path:
+    """A task's datasets folder, as a preprocess task leaves it (last touched `days_ago` before NOW)."""
+    folder = store.layout.dataset_path(task_id)
+    folder.mkdir(parents=True)
+    (folder / "data.csv").write_bytes(b"d" * size)
+    if days_ago is not None:
+        os.utime(folder, (NOW - days_ago * DAY_S, NOW - days_ago * DAY_S))
+    return folder
+
+
+def test_a_live_tasks_datasets_stay_past_the_work_age_and_go_when_the_task_is_archived(
+    store: TaskStore, models_dir: Path
+) -> None:
+    kept, archived = task(days_ago=20), task(days_ago=40)
+    for r in (kept, archived):
+        store.create(r)
+        dataset(store, r.task_id)
+    report = run_maintenance(store, models_dir, POLICY, now=NOW)
+    assert (store.layout.dataset_path(kept.task_id) / "data.csv").exists()
+    assert not store.layout.dataset_path(archived.task_id).exists()
+    assert (report.datasets_pruned.count, report.datasets_pruned.bytes) == (1, 40)
+    assert report.datasets_pruned.task_ids == [archived.task_id]
+    assert report.archived.task_ids == [archived.task_id]
+
+
+def test_datasets_of_no_task_go_after_the_work_age_and_half_written_ones_of_a_dead_writer_at_once(
+    store: TaskStore, models_dir: Path
+) -> None:
+    fresh, old = new_task_id(NOW), new_task_id(NOW - 8 * DAY_S)
+    dataset(store, fresh, days_ago=1)
+    dataset(store, old, 25, days_ago=8)
+    dead_writer = store.layout.datasets_dir / f".tmp-{fresh}-999999999"
+    (dead_writer / "train.csv").parent.mkdir()
+    (dead_writer / "train.csv").write_bytes(b"t" * 5)
+    report = run_maintenance(store, models_dir, POLICY, now=NOW)
+    assert store.layout.dataset_path(fresh).is_dir() and not store.layout.dataset_path(old).exists()
+    assert not dead_writer.exists()
+    assert report.datasets_pruned.task_ids == [old] and report.datasets_pruned.bytes == 25
+    assert report.orphans_pruned.bytes == 5
+    assert (report.disk.datasets.files, report.disk.datasets.bytes) == (1, 40)
+
+
 # -- archiving ---------------------------------------------------------------------------------------
 
 

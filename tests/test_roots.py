@@ -64,3 +64,20 @@ async def test_a_path_with_a_nul_byte_or_too_long_is_refused_in_words(
     async with TrainingService(queue_dir, models_dir, execute=False) as svc:
         with pytest.raises(InvalidInputError, match=expected):
             await svc.submit(spec(path))
+
+
+async def test_the_servers_own_datasets_are_readable_whatever_the_data_roots_and_the_rest_of_the_queue_is_not(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    async with TrainingService(queue_dir, models_dir, execute=False, data_roots=(root,)) as svc:
+        written = queue_dir / "datasets" / "task_20261122T143000_8f3a2c1d" / "train.csv"
+        written.parent.mkdir(parents=True)
+        written.write_bytes(blobs_csv.read_bytes())
+        assert (await svc.submit(spec(written))).task_id
+        beside = queue_dir / "blobs.csv"
+        beside.write_bytes(blobs_csv.read_bytes())
+        for path in (beside, queue_dir / "datasets" / ".." / "blobs.csv"):
+            with pytest.raises(InvalidInputError, match="outside the directories this server may read"):
+                await svc.submit(spec(path))

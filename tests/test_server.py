@@ -40,6 +40,9 @@ TOOLS = {
     "delete_model",
     "submit_finetune_task",
     "generate",
+    "submit_preprocess_task",
+    "submit_evaluation_task",
+    "submit_cleanup_task",
     "run_maintenance",
 }
 

@@ -1,7 +1,10 @@
-"""A saved model's report as the report tool returns it: `reports/summary.md` and the PNG plots, capped.
+"""A saved model's report as the report tool returns it: `reports/summary.md` and the PNG plots, capped,
+and the model's evaluations (evaluations.py: an evaluate task's scores and plots, named
+`<task_id>/<plot>`).
 
 Light on purpose (the server process calls it, in a thread): it reads files and never imports matplotlib.
-Paths are built only from a checked model id and plot names from the fixed list `REPORT_PLOTS`.
+Paths are built only from a checked model id, plot names from the fixed list `REPORT_PLOTS` and task ids
+of the evaluation folders found.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mcp_trainer.artifacts.evaluations import list_evaluations
 from mcp_trainer.artifacts.model_dir import REPORT_PLOTS, REPORTS_DIR, SUMMARY_FILE, model_dir, read_metadata
 from mcp_trainer.artifacts.plots_state import plots_in_flight
 from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.views.models import ModelReport, ReportPlot
+from mcp_trainer.views.models import Evaluation, ModelReport, ReportPlot
+from mcp_trainer.views.tasks import iso
 
 __all__ = ["MAX_REPORT_BYTES", "load_report"]
 
@@ -27,7 +32,9 @@ def load_report(
 ) -> tuple[ModelReport, dict[str, bytes]]:
     """The report of a saved model and the PNG bytes of the plots it carries, by plot name.
 
-    `plots` names the plots wanted (`roc_curve` or `roc_curve.png`); None means all of them, [] none.
+    `plots` names the plots wanted (`roc_curve` or `roc_curve.png`, an evaluation's
+    `<task_id>/roc_curve`); None means all of them (the model's own first, then its evaluations', newest
+    first), [] none.
     Plots beyond `max_bytes` in total are listed but left out (the first one wanted always comes), and
     the note says how to ask for them. Plots still being drawn (the task completed before them) are
     listed in `being_drawn`, never an error. Raises InvalidInputError for an unknown model, an unknown
@@ -46,25 +53,18 @@ def load_report(
     being_drawn, missing = plots_in_flight(recorded)
     being_drawn = [n for n in being_drawn if n not in available]
     not_drawn = {**_not_drawn(recorded), **missing}
-    wanted = (
-        list(available)
-        if plots is None
-        else _wanted(model_id, plots, available, not_drawn, recorded, being_drawn)
-    )
+    evaluations = list_evaluations(models_dir, model_id)
+    evaluated = {
+        f"{e['task_id']}/{plot}": path for e in evaluations for plot, path in e["plot_files"].items()
+    }
+    files = {**available, **evaluated}
+    if plots is None:
+        wanted = list(files)
+    else:
+        wanted = _wanted(model_id, plots, available, not_drawn, recorded, being_drawn)
+        wanted += _wanted_evaluated(model_id, plots, evaluations, evaluated)
 
-    images: dict[str, bytes] = {}
-    left_out: list[str] = []
-    unreadable: list[str] = []
-    total = 0
-    for name in wanted:  # in the order asked for: the first one always comes
-        data = available[name].read_bytes()
-        if not data.startswith(_PNG_SIGNATURE):
-            unreadable.append(name)
-        elif images and total + len(data) > max_bytes:
-            left_out.append(name)
-        else:
-            images[name] = data
-            total += len(data)
+    images, left_out, unreadable = _read_images(wanted, files, max_bytes)
 
     notes: list[str] = []
     if being_drawn:
@@ -84,7 +84,7 @@ def load_report(
         )
     if unreadable:
         notes.append(f"Not PNG files (changed after training?): {', '.join(unreadable)}.")
-    others = [n for n in available if n not in wanted]
+    others = [n for n in files if n not in wanted]
     if plots is not None and others:
         notes.append(f"Also available: {', '.join(others)} (name them in plots, or omit plots for all).")
     report = ModelReport(
@@ -93,9 +93,81 @@ def load_report(
         plots=_entries(available, images),
         not_drawn={n: why for n, why in not_drawn.items() if n not in available},
         being_drawn=being_drawn,
+        evaluations=[_evaluation(e, images) for e in evaluations],
         note=" ".join(notes) or None,
     )
     return report, images
+
+
+def _read_images(
+    wanted: list[str], files: dict[str, Path], max_bytes: int
+) -> tuple[dict[str, bytes], list[str], list[str]]:
+    """The PNG bytes of the plots wanted, in the order asked for (the first one always comes) up to
+    `max_bytes`; the names left out beyond it, and those that are not PNG files."""
+    images: dict[str, bytes] = {}
+    left_out: list[str] = []
+    unreadable: list[str] = []
+    total = 0
+    for name in wanted:
+        data = files[name].read_bytes()
+        if not data.startswith(_PNG_SIGNATURE):
+            unreadable.append(name)
+        elif images and total + len(data) > max_bytes:
+            left_out.append(name)
+        else:
+            images[name] = data
+            total += len(data)
+    return images, left_out, unreadable
+
+
+def _evaluation(entry: dict[str, Any], images: dict[str, bytes]) -> Evaluation:
+    task_id = str(entry["task_id"])
+    recorded = entry.get("plots") if isinstance(entry.get("plots"), dict) else None
+    plots = [
+        ReportPlot(
+            name=f"{task_id}/{plot}",
+            file=str(path),
+            bytes=len(images[f"{task_id}/{plot}"]) if f"{task_id}/{plot}" in images else path.stat().st_size,
+            description="on the evaluation data: " + REPORT_PLOTS[plot].removeprefix("held-out "),
+            included=f"{task_id}/{plot}" in images,
+        )
+        for plot, path in entry["plot_files"].items()
+    ]
+    metrics = entry.get("metrics") if isinstance(entry.get("metrics"), dict) else {}
+    return Evaluation(
+        task_id=task_id,
+        data_source=str(entry.get("data_source")) if entry.get("data_source") is not None else None,
+        target=[str(t) for t in entry.get("target") or []],
+        n_rows=entry.get("n_rows") if isinstance(entry.get("n_rows"), int) else None,
+        metrics={str(k): float(v) for k, v in (metrics or {}).items() if isinstance(v, int | float)},
+        created_at=iso(entry.get("created_at")) if isinstance(entry.get("created_at"), int | float) else None,
+        plots=plots,
+        not_drawn=_not_drawn(recorded),
+    )
+
+
+def _wanted_evaluated(
+    model_id: str, plots: Sequence[str], evaluations: list[dict[str, Any]], evaluated: dict[str, Path]
+) -> list[str]:
+    """The evaluation plots among `plots` (names with a `<task_id>/` prefix); an error for one that is not
+    there, naming the plots that evaluation has."""
+    wanted: list[str] = []
+    for requested in plots:
+        name = str(requested).removesuffix(".png")
+        if "/" not in name:
+            continue
+        if name not in evaluated:
+            task_id = name.partition("/")[0]
+            has = ", ".join(n for n in evaluated if n.startswith(f"{task_id}/")) or "none"
+            known = any(e["task_id"] == task_id for e in evaluations)
+            raise InvalidInputError(
+                f"Model {model_id} has no plot {requested!r}"
+                + ("." if known else f" (no evaluation by task {task_id[:40]!r})."),
+                f"Its evaluation plots: {has if known else ', '.join(evaluated) or 'none'}.",
+            )
+        if name not in wanted:
+            wanted.append(name)
+    return wanted
 
 
 def _entries(available: dict[str, Path], images: dict[str, bytes]) -> list[ReportPlot]:
@@ -134,6 +206,8 @@ def _wanted(
     wanted: list[str] = []
     for requested in plots:
         name = str(requested).removesuffix(".png")
+        if "/" in name:  # an evaluation's plot: _wanted_evaluated
+            continue
         if name not in REPORT_PLOTS:
             raise InvalidInputError(
                 f"Unknown plot {requested!r}.",

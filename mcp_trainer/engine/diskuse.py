@@ -98,11 +98,13 @@ def _models(models_dir: Path) -> ModelsUse:
 
 
 def disk_report(layout: QueueLayout, models_dir: Path) -> DiskReport:
-    """Bytes and file counts of the task files, logs, work folders, archive, corrupt/ and models."""
+    """Bytes and file counts of the task files, logs, work folders, datasets, archive, corrupt/ and
+    models."""
     return DiskReport(
         task_files=_task_files(layout),
         logs=_use(layout.logs_dir),
         work=_use(layout.work_dir),
+        datasets=_use(layout.datasets_dir),
         archive=_use(layout.archive_dir),
         corrupt=_use(layout.corrupt_dir),
         models=_models(models_dir),

@@ -14,6 +14,10 @@
     work/<task_id>/         a task's working state (its Optuna study, a fine-tune's checkpoints), kept for
                             resumption; what goes inside belongs to the task's trainer
     work/.pruning-<...>     a work folder (or its checkpoints) being removed by maintenance (maintenance.py)
+    datasets/<task_id>/     what a task wrote for later tasks to read (a preprocess task's data files, an
+                            evaluation's comparison table): the server's own data, readable whatever the
+                            data roots; kept until a cleanup task removes it or the task is archived
+    datasets/.tmp-<task_id>-<pid>/   such a folder being written (renamed into place when complete)
     archive/<YYYY-MM>.jsonl records of tasks that ended long ago, one JSON line each, by the month they
                             ended (archive.py)
 
@@ -31,14 +35,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcp_trainer.files import real_dir
+from mcp_trainer.files import TMP_DIR_PREFIX, real_dir
 from mcp_trainer.ids import check_pipeline_id, check_task_id
 
-__all__ = ["ARCHIVE_SUFFIX", "CHECKPOINTS_DIR", "PRUNING_PREFIX", "TASK_SUFFIX", "QueueLayout"]
+__all__ = [
+    "ARCHIVE_SUFFIX",
+    "CHECKPOINTS_DIR",
+    "OUTPUT_TMP_PREFIX",
+    "PRUNING_PREFIX",
+    "TASK_SUFFIX",
+    "QueueLayout",
+]
 
 TASK_SUFFIX = ".json"
 ARCHIVE_SUFFIX = ".jsonl"
 PRUNING_PREFIX = ".pruning-"
+OUTPUT_TMP_PREFIX = TMP_DIR_PREFIX  # datasets/.tmp-<task_id>-<pid>: outputs being written (files.replace_dir)
 # A fine-tune's checkpoints under its work folder (trainers/finetune/train.py names it too; a test holds
 # the two equal: the server never imports that module, which imports torch).
 CHECKPOINTS_DIR = "checkpoints"
@@ -91,6 +103,10 @@ class QueueLayout:
         return self.root / "work"
 
     @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
     def archive_dir(self) -> Path:
         return self.root / "archive"
 
@@ -116,11 +132,16 @@ class QueueLayout:
     def work_path(self, task_id: str) -> Path:
         return self.work_dir / check_task_id(task_id)
 
-    def pruning_path(self, task_id: str, part: str) -> Path:
+    def dataset_path(self, task_id: str) -> Path:
+        """`datasets/<task_id>/`: the files the task wrote for later tasks."""
+        return self.datasets_dir / check_task_id(task_id)
+
+    def pruning_path(self, task_id: str, part: str, within: Path | None = None) -> Path:
         """Where maintenance moves `work/<task_id>/<part>` (or the whole folder, part "all") before removing
-        it: `.pruning-<task_id>.<part>.<pid>.<ns>`, so that a sweep can tell a dead remover's."""
+        it: `.pruning-<task_id>.<part>.<pid>.<ns>`, so that a sweep can tell a dead remover's. `within`:
+        the folder it goes to (default work/; datasets/ for a task's datasets)."""
         name = f"{PRUNING_PREFIX}{check_task_id(task_id)}.{part}.{os.getpid()}.{time.time_ns()}"
-        return self.work_dir / name
+        return (within or self.work_dir) / name
 
     def create(self) -> None:
         """Make the directories a queue needs (the root, logs/ and work/); a symbolic link planted in

@@ -9,35 +9,33 @@ What is removed, and when (`Policy`):
 - task records of tasks that ended more than `archive_after_s` ago move to the archive (archive.py), and
   their task file, log and work folder are removed;
 - work folders of no task (its record set aside as corrupt, or removed by hand) once untouched for
-  `prune_work_after_s`, and at once when the task is archived; folders a remover left half-removed.
+  `prune_work_after_s`, and at once when the task is archived; folders a remover left half-removed;
+- a task's datasets (`datasets/<task_id>/`: what a preprocess task wrote for later stages) when the task
+  is archived, and those of no task once untouched for `prune_work_after_s`; folders left half-written
+  there by a writer that died. A live task keeps its datasets until a cleanup task removes them.
 
-A work folder, or its checkpoints, is first renamed aside (`work/.pruning-...`) under the queue's record
-lock, after the task's record is read again there, then removed outside the lock: a task that another
-process changes meanwhile keeps its files, and the lock is held for a rename, not for a large tree. No
-link is followed: folders are opened with O_NOFOLLOW relative to their parent, and a link planted in a
-folder's place is removed as a link. Blocking: run it in a worker thread.
+Folders are removed as pruning.py says (renamed aside under the record lock after the task's record is
+read again, no link followed). Blocking: run it in a worker thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
-import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_trainer.engine.archive import ended_at, month_of
-from mcp_trainer.engine.diskuse import disk_report, tree_usage
-from mcp_trainer.engine.layout import ARCHIVE_SUFFIX, CHECKPOINTS_DIR, PRUNING_PREFIX, QueueLayout
+from mcp_trainer.engine.diskuse import disk_report
+from mcp_trainer.engine.layout import ARCHIVE_SUFFIX, CHECKPOINTS_DIR, OUTPUT_TMP_PREFIX, PRUNING_PREFIX
 from mcp_trainer.engine.processes import pid_alive
+from mcp_trainer.engine.pruning import Due, TaskFolders, remove_if_due
 from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.engine.summary import TaskSummary
-from mcp_trainer.errors import TaskNotFoundError
 from mcp_trainer.ids import is_task_id
 from mcp_trainer.records import ErrorKind, TaskRecord, TaskStatus
 from mcp_trainer.views.maintenance import MAX_LISTED, Freed, MaintenanceReport, RetryCandidate
@@ -48,7 +46,6 @@ __all__ = ["Policy", "is_retry_candidate", "run_maintenance"]
 log = logging.getLogger(__name__)
 DAY_S = 86400.0
 _RETRY_KINDS = frozenset({ErrorKind.DISK_FULL, ErrorKind.WORKER_LOST})
-Due = Callable[[TaskRecord | None], bool]  # given the record read again under the lock (None: no task)
 
 
 @dataclass(frozen=True)
@@ -67,107 +64,29 @@ def is_retry_candidate(r: TaskRecord | TaskSummary) -> bool:
     return kind is not None and (kind.is_retryable() or kind in _RETRY_KINDS)
 
 
-class _Work:
-    """Parts of work/, measured, renamed aside and removed without following links."""
-
-    def __init__(self, layout: QueueLayout) -> None:
-        self.layout = layout
-
-    def _open(self, name: str, dir_fd: int | None = None) -> int | None:
-        try:
-            path = name if dir_fd is not None else self.layout.work_dir
-            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                return None
-            raise
-
-    def path(self, task_id: str, part: str | None) -> Path | None:
-        """`work/<task_id>[/<part>]` when it is a directory reached through directories only."""
-        folder = self.layout.work_path(task_id)
-        target = folder if part is None else folder / part
-        for p in (self.layout.work_dir, folder, target):
-            try:
-                if not stat.S_ISDIR(os.lstat(p).st_mode):
-                    return None
-            except FileNotFoundError:
-                return None
-        return target
-
-    def size(self, task_id: str, part: str | None) -> int | None:
-        target = self.path(task_id, part)
-        return None if target is None else tree_usage(target)[1]
-
-    def set_aside(self, task_id: str, part: str | None) -> Path | None:
-        """Rename `work/<task_id>` (or its `part`) to a `.pruning-` name in work/; None when absent."""
-        trash = self.layout.pruning_path(task_id, part or "all")
-        root = self._open("")
-        if root is None:
-            return None
-        try:
-            if part is None:
-                os.rename(task_id, trash.name, src_dir_fd=root, dst_dir_fd=root)
-                return trash
-            folder = self._open(task_id, root)
-            if folder is None:
-                return None
-            try:
-                if not stat.S_ISDIR(os.stat(part, dir_fd=folder, follow_symlinks=False).st_mode):
-                    return None
-                os.rename(part, trash.name, src_dir_fd=folder, dst_dir_fd=root)
-                return trash
-            finally:
-                os.close(folder)
-        except FileNotFoundError:
-            return None
-        finally:
-            os.close(root)
-
-    @staticmethod
-    def discard(trash: Path) -> int:
-        """Remove what `set_aside` renamed (a link as a link); returns its bytes."""
-        size = tree_usage(trash)[1]
-        try:
-            if stat.S_ISDIR(os.lstat(trash).st_mode):
-                shutil.rmtree(trash)  # fd-based on Linux: links inside are removed, never followed
-            else:
-                trash.unlink()
-        except FileNotFoundError:
-            pass
-        return size
-
-
 @dataclass
 class _Run:
     store: TaskStore
     policy: Policy
     dry_run: bool
     now: float
-    work: _Work
+    work: TaskFolders
+    datasets: TaskFolders
     checkpoints: Freed = field(default_factory=Freed)
     studies: Freed = field(default_factory=Freed)
     orphans: Freed = field(default_factory=Freed)
     archived: Freed = field(default_factory=Freed)
+    datasets_pruned: Freed = field(default_factory=Freed)
     problems: list[str] = field(default_factory=list)
 
-    def remove(self, task_id: str, part: str | None, due: Due, freed: Freed) -> None:
-        """Remove `work/<task_id>[/<part>]` if `due` still holds for the task's record read under the lock
-        (a dry run only measures it)."""
-        if self.dry_run:
-            size = self.work.size(task_id, part)
-            if size is not None:
-                freed.add(task_id, size)
-            return
-        with self.store.locked():
-            try:
-                current: TaskRecord | None = self.store.get(task_id)
-            except TaskNotFoundError:
-                current = None
-            trash = self.work.set_aside(task_id, part) if due(current) else None
-        if trash is not None:
-            freed.add(task_id, self.work.discard(trash))
+    def remove(
+        self, task_id: str, part: str | None, due: Due, freed: Freed, folders: TaskFolders | None = None
+    ) -> None:
+        """Remove `work/<task_id>[/<part>]` (or the task's folder in `folders`) if `due` still holds for
+        the task's record read under the lock (a dry run only measures it)."""
+        size = remove_if_due(self.store, folders or self.work, task_id, part, due, dry_run=self.dry_run)
+        if size is not None:
+            freed.add(task_id, size)
 
 
 def run_maintenance(
@@ -175,7 +94,15 @@ def run_maintenance(
 ) -> MaintenanceReport:
     """One maintenance run over `store`'s queue (see the module's docstring); with `dry_run`, nothing is
     changed and the report says what a run would do."""
-    run = _Run(store, policy, dry_run, time.time() if now is None else now, _Work(store.layout))
+    layout = store.layout
+    run = _Run(
+        store,
+        policy,
+        dry_run,
+        time.time() if now is None else now,
+        TaskFolders.work(layout),
+        TaskFolders.datasets(layout),
+    )
     if not dry_run:
         _sweep(run)
     archived = _archive(run)
@@ -198,6 +125,7 @@ def run_maintenance(
         work_pruned=run.studies,
         orphans_pruned=run.orphans,
         archived=run.archived,
+        datasets_pruned=run.datasets_pruned,
         archive_files=sorted({f"{month_of(r)}{ARCHIVE_SUFFIX}" for r in archived}),
         disk=disk_report(store.layout, models_dir),
         retry_candidates=[
@@ -215,14 +143,22 @@ def run_maintenance(
 
 
 def _sweep(run: _Run) -> None:
-    """Remove what a remover that died left renamed aside, and dead writers' temporary archive files."""
+    """Remove what a remover that died left renamed aside, the folders of outputs a writer that died left
+    half-written, and dead writers' temporary archive files."""
     layout = run.store.layout
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(layout.work_dir) as entries:
-        leftovers = [Path(e.path) for e in entries if e.name.startswith(PRUNING_PREFIX)]
-    for trash in leftovers:
-        pid = trash.name.split(".")[-2]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            run.orphans.add(None, _Work.discard(trash))
+    for base in (layout.work_dir, layout.datasets_dir):
+        names: list[str] = []
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(base) as entries:
+            names = [e.name for e in entries]
+        for name in names:
+            if name.startswith(PRUNING_PREFIX):
+                pid = name.split(".")[-2]
+            elif name.startswith(OUTPUT_TMP_PREFIX) and base == layout.datasets_dir:
+                pid = name.rpartition("-")[2]
+            else:
+                continue
+            if pid.isdigit() and not pid_alive(int(pid)):
+                run.orphans.add(None, TaskFolders.discard(base / name))
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(os.lstat(layout.archive_dir).st_mode):
             run.store.sweep_temp_files(layout.archive_dir)
@@ -240,10 +176,15 @@ def _archive(run: _Run) -> list[TaskRecord]:
                 log_file.unlink()
         if run.dry_run:
             size += run.work.size(r.task_id, None) or 0
+            data = run.datasets.size(r.task_id, None)
         else:
             trash = run.work.set_aside(r.task_id, None)
             size += 0 if trash is None else run.work.discard(trash)
+            trash = run.datasets.set_aside(r.task_id, None)
+            data = None if trash is None else run.datasets.discard(trash)
         run.archived.add(r.task_id, size)
+        if data is not None:
+            run.datasets_pruned.add(r.task_id, data)
     if records and not run.dry_run:
         log.info(
             "archived %d task(s) that ended over %.4g days ago",
@@ -273,27 +214,32 @@ def _prune_ended(run: _Run, archived: set[str]) -> None:
 
 
 def _prune_orphans(run: _Run) -> None:
-    """Work folders of no task: at once when the task is archived, else once untouched for the policy's
-    age; a link in a work folder's place at once (it is removed, not followed)."""
-    cutoff = run.now - run.policy.prune_work_after_s
+    """Work folders and datasets of no task: at once when the task is archived, else once untouched for
+    the policy's age; a link in such a folder's place at once (it is removed, not followed)."""
     live = run.store.ids()
     run.store.archive.refresh()
-    with (
-        contextlib.suppress(FileNotFoundError, NotADirectoryError),
-        os.scandir(run.store.layout.work_dir) as it,
-    ):
+    _prune_orphans_in(run, run.work, "work", run.orphans, live)
+    _prune_orphans_in(run, run.datasets, "datasets", run.datasets_pruned, live)
+
+
+def _prune_orphans_in(
+    run: _Run, folders: TaskFolders, label: str, freed: Freed, live: Mapping[str, TaskSummary]
+) -> None:
+    cutoff = run.now - run.policy.prune_work_after_s
+    entries: list[tuple[str, os.stat_result]] = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(folders.base) as it:
         entries = [
             (e.name, e.stat(follow_symlinks=False)) for e in it if is_task_id(e.name) and e.name not in live
         ]
     for task_id, st in entries:
         if stat.S_ISLNK(st.st_mode):
             done = "would be removed" if run.dry_run else "removed"
-            run.problems.append(f"work/{task_id} is a symbolic link, not a folder: {done}, never followed")
+            run.problems.append(f"{label}/{task_id} is a symbolic link, not a folder: {done}, never followed")
             if not run.dry_run:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(run.store.layout.work_path(task_id))
-            run.orphans.add(task_id, st.st_size)
+                    os.unlink(folders.base / task_id)
+            freed.add(task_id, st.st_size)
             continue
         archived = run.store.archive.entry(task_id) is not None
         if archived or st.st_mtime < cutoff:
-            run.remove(task_id, None, lambda c: c is None, run.orphans)
+            run.remove(task_id, None, lambda c: c is None, freed, folders)

@@ -164,6 +164,8 @@ def worker_main(
         cpu_share=cpu_share,
         gpus=tuple(gpus),
         script_dirs=tuple(Path(d) for d in script_dirs),
+        output_dir=layout.dataset_path(record.task_id),
+        queue_dir=layout.root,
     )
     if record.overrides:  # say it where the status shows it, not only in the log
         changed = ", ".join(f"{k}={v}" for k, v in record.overrides.items())
@@ -179,7 +181,9 @@ def worker_main(
         disks = (ctx.work_dir.parent, ctx.models_dir)
         conn.send(("error", classify_exception(exc, disks).model_dump(mode="json")))
     else:
-        log.info("completed: model %s", result.model_id)
+        log.info(
+            "completed: %s", f"model {result.model_id}" if result.model_id else "no model (outputs only)"
+        )
         conn.send(("result", result.model_dump(mode="json")))  # the owner records it completed at once
         _after_result(ctx)
         conn.send(("after_done", {}))

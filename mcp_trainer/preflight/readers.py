@@ -18,6 +18,7 @@ import csv
 import itertools
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -37,6 +38,7 @@ __all__ = [
     "Sample",
     "check_file",
     "check_header_size",
+    "read_header",
     "text_rows",
 ]
 
@@ -267,3 +269,34 @@ def text_rows(path: Path, fmt: str) -> Iterator[tuple[Reader, LineReader]]:
             else csv.reader(lines, delimiter="\t" if fmt == "tsv" else ",")
         )
         yield reader, lines
+
+
+def read_header(path: Path, fmt: str) -> list[str]:
+    """The column names of a data file (stripped; checked for size, emptiness and repeats), reading no
+    further than its header. Raises InvalidInputError naming the problem."""
+    try:
+        if fmt == "parquet":
+            header = next(ParquetReader(path, read_rows=False), None)
+        else:
+            with text_rows(path, fmt) as (reader, _):
+                header = next(reader, None)
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
+        ) from None
+    except csv.Error as exc:
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is not valid CSV: {exc}.", "Check quoting around that line."
+        ) from None
+    if header is None or not any(h.strip() for h in header):
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
+        )
+    check_header_size(header, path)
+    names = [h.strip() for h in header]
+    repeated = sorted(name for name, times in Counter(names).items() if times > 1)
+    if repeated:
+        raise InvalidInputError(
+            f"Column names repeat in the header: {repeated}.", "Give every column its own name."
+        )
+    return names

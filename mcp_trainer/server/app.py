@@ -23,6 +23,7 @@ from mcp_trainer.server import (
     pipeline_tools,
     script_tools,
     task_tools,
+    workflow_tools,
 )
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
@@ -48,6 +49,10 @@ Runs real training jobs on this machine. Training never happens inside a tool ca
 scikit-learn models: submit_training_task. PyTorch fine-tunes of a local Hugging Face model:
 submit_finetune_task (GPU when there is one); then predict (classifiers) or generate (language models).
 Your own training script: submit_script_task, listed when the server runs with --allow-scripts-from.
+Around training: submit_preprocess_task (clean, encode, split a file), submit_evaluation_task (score and
+compare models on a test file), submit_cleanup_task (remove ended tasks' intermediate files); their
+status's outputs name what they made. Several steps in order (or in parallel): submit_pipeline, whose
+stages take earlier stages' outputs as ${stage.output}; list_pipeline_templates has ready ones.
 Paths (data_source) are paths on the machine that runs this server."""
 
 
@@ -117,6 +122,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *model_tools.tools(),
         *finetune_tools.tools(),
         *(script_tools.tools() if cfg.script_dirs else []),
+        *workflow_tools.tools(),
         *maintenance_tools.tools(),
         *pipeline_tools.tools(),
     ]

@@ -56,16 +56,26 @@ async def get_model_report(
     model_id: ModelId,
     plots: Annotated[
         list[str] | None,
-        Field(description=f"Plots to return; omit for all, [] for none. Names: {', '.join(REPORT_PLOTS)}."),
+        Field(
+            description=f"Plots to return; omit for all, [] for none. Names: {', '.join(REPORT_PLOTS)}; "
+            "an evaluation's: '<task_id>/<name>'."
+        ),
     ] = None,
 ) -> Annotated[CallToolResult, ModelReport]:
     """A model's readable summary (task, data, best parameters, metrics) as text, and its report plots as
     PNG images: search history, hyperparameter importances, and held-out confusion matrix, ROC and
-    precision-recall curves (classification) or predicted-vs-actual and residuals (regression). The
-    answer stays small enough for a chat; its note says what was left out."""
+    precision-recall curves (classification) or predicted-vs-actual and residuals (regression); and
+    the model's evaluations on other data (submit_evaluation_task), with their plots. The answer stays
+    small enough for a chat; its note says what was left out."""
     with tool_errors():
         report, images = await service_of(ctx).model_report(model_id, plots)
     text = report.summary.rstrip()
+    for evaluation in report.evaluations:
+        scores = ", ".join(f"{k} {v:g}" for k, v in evaluation.metrics.items())
+        text += (
+            f"\n\nEvaluation {evaluation.task_id} on {evaluation.data_source} ({evaluation.n_rows} rows): "
+            f"{scores}"
+        )
     if report.note:
         text += f"\n\nNote: {report.note}"
     content: list[ContentBlock] = [TextContent(type="text", text=text)]

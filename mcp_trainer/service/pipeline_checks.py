@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from mcp_trainer.engine.metrics import Machine
+from mcp_trainer.engine.store import TaskStore
 from mcp_trainer.errors import InvalidInputError, TrainerError, describe_validation_error
 from mcp_trainer.service.resources import resolve_request
 from mcp_trainer.service.roots import Roots
@@ -35,6 +37,10 @@ from mcp_trainer.specs.pipeline import (
 __all__ = ["CheckedPipeline", "check_pipeline"]
 
 
+# What a stage's full check reads: the roots, the models directory and the queue's tasks.
+Where = tuple[Roots, Path, TaskStore]
+
+
 @dataclass(frozen=True)
 class CheckedPipeline:
     spec: PipelineSpec
@@ -42,7 +48,7 @@ class CheckedPipeline:
 
 
 def check_pipeline(
-    name: str, stages: Sequence[Mapping[str, Any]], roots: Roots, machine: Machine
+    name: str, stages: Sequence[Mapping[str, Any]], where: Where, machine: Machine
 ) -> CheckedPipeline:
     """The pipeline, once sound; InvalidInputError naming the stage and what is wrong otherwise."""
     try:
@@ -56,7 +62,7 @@ def check_pipeline(
     graph = check_graph(spec.stages)
     made: dict[str, frozenset[str]] = {}
     for stage in spec.stages:
-        made[stage.name] = COMMON_OUTPUTS | _checked_stage(stage, roots, machine).outputs()
+        made[stage.name] = COMMON_OUTPUTS | _checked_stage(stage, where, machine).outputs()
     for stage in spec.stages:
         for source, output in references_in(stage.task):
             if output not in made[source]:
@@ -73,7 +79,7 @@ def spec_task_type(spec: PipelineSpec, stage: str) -> str:
     return str(next(s for s in spec.stages if s.name == stage).task.get("task_type"))
 
 
-def _checked_stage(stage: StageSpec, roots: Roots, machine: Machine) -> AnySpec:
+def _checked_stage(stage: StageSpec, where: Where, machine: Machine) -> AnySpec:
     """The stage's task spec, validated (with samples for its references); in full when it has none."""
     try:
         arguments, options = split_arguments(stage.name, stage.task)
@@ -81,7 +87,7 @@ def _checked_stage(stage: StageSpec, roots: Roots, machine: Machine) -> AnySpec:
         parsed = parse_spec(sampled)
         queued = SubmitOptions.model_validate(resolve(options, lambda _stage, output: _sample(output)))
         if not references_in(stage.task):
-            resolve_request(check_spec(parsed, roots), queued, machine)
+            resolve_request(check_spec(parsed, *where), queued, machine)
         return parsed
     except ValidationError as exc:
         detail = describe_validation_error(exc, SubmitOptions.model_fields)

@@ -90,8 +90,10 @@ class PipelineMethods(TaskMethods):
             except ValidationError as exc:
                 detail = describe_validation_error(exc, ("name", "user_id", "priority"))
                 raise InvalidInputError(f"Invalid parameters: {detail.rstrip('.?')}.") from None
-            machine = self._parts().scheduler.metrics.machine_facts
-            checked = await off_loop(lambda: check_pipeline(name, stages, self.roots, machine()))
+            parts = self._parts()
+            machine = parts.scheduler.metrics.machine_facts
+            where = (self.roots, self.models_dir, parts.store)
+            checked = await off_loop(lambda: check_pipeline(name, stages, where, machine()))
             record = PipelineRecord(
                 pipeline_id=new_pipeline_id(),
                 name=options.name or name,

@@ -11,6 +11,7 @@ import os
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiofiles
@@ -46,9 +47,13 @@ from mcp_trainer.service.monitoring import alerts_of, fresh_samples, history_of
 from mcp_trainer.service.paging import Place, check_limit, decode_cursor, encode_cursor
 from mcp_trainer.service.resources import resolve_request
 from mcp_trainer.service.roots import Roots
+from mcp_trainer.service.workflow import check_workflow
 from mcp_trainer.specs import TASK_TYPES, AnySpec, parse_spec
+from mcp_trainer.specs.cleanup import CleanupSpec
+from mcp_trainer.specs.evaluate import EvaluateSpec
 from mcp_trainer.specs.finetune import FinetuneSpec
 from mcp_trainer.specs.options import SubmitOptions
+from mcp_trainer.specs.preprocess import PreprocessSpec
 from mcp_trainer.specs.resources import ResourceRequest
 from mcp_trainer.specs.script import ScriptSpec
 from mcp_trainer.specs.sources import parse_source
@@ -148,7 +153,7 @@ class TaskMethods(ServiceCore):
 
         def checked() -> tuple[AnySpec, ResourceRequest, str | None]:  # one trip to a worker thread
             wait = _check_dependencies(parts.store, options)
-            task_spec = check_spec(parsed, self.roots)
+            task_spec = check_spec(parsed, self.roots, self.models_dir, parts.store)
             return task_spec, resolve_request(task_spec, options, machine()), wait
 
         task_spec, resources, waiting_for = await off_loop(checked)
@@ -624,9 +629,11 @@ def _options(**given: Any) -> SubmitOptions:
         raise InvalidInputError(f"Invalid parameters: {detail}.") from None
 
 
-def check_spec(spec: AnySpec, roots: Roots) -> AnySpec:
-    """The spec with absolute paths inside the roots, once its data passed the checks (blocking: run in
-    a thread). The paths are confined before anything is read."""
+def check_spec(spec: AnySpec, roots: Roots, models_dir: Path, store: TaskStore) -> AnySpec:
+    """The spec with absolute paths inside the roots, once its data (and the models or tasks it names)
+    passed the checks (blocking: run in a thread). The paths are confined before anything is read."""
+    if isinstance(spec, PreprocessSpec | EvaluateSpec | CleanupSpec):
+        return check_workflow(spec, roots, models_dir, store)
     if isinstance(spec, FinetuneSpec):
         update = {
             "model_path": roots.model_dir(spec.model_path),

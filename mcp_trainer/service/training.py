@@ -57,9 +57,10 @@ class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, Maintena
     0: never on its own). The owner raises alerts on its running tasks (`alert_rules`: when a task counts
     as stalled, and the other limits). Any number of services may share one queue directory; all of them
     can submit, read, cancel and run maintenance. With `data_roots` (and `model_roots`), every data file
-    (and fine-tune model directory) a caller names must resolve under one of them. Script tasks (the
-    caller's own scripts) are refused unless `script_dirs` names the directories they may come from, and
-    run only where the service that executes the queue names them too. A submit is refused
+    (and fine-tune model directory) a caller names must resolve under one of them (or under
+    `queue_dir/datasets/`, where preprocess tasks write their files). Script tasks (the caller's own
+    scripts) are refused unless `script_dirs` names the directories they may come from, and run only where
+    the service that executes the queue names them too. A submit is refused
     (InvalidStateError, nothing written) when `max_queued` tasks wait already, or `max_queued_per_user`
     tasks of its `user_id` (None: no cap). Every call that changes something (submit, cancel, stop,
     retry, delete_model, maintain) appends a line to `queue_dir/audit.jsonl` (service/audit.py).
@@ -105,6 +106,7 @@ class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, Maintena
             tuple(Path(p) for p in data_roots),
             tuple(Path(p) for p in model_roots),
             tuple(Path(p) for p in script_dirs),
+            own=(QueueLayout(self.queue_dir).datasets_dir,),
         )
         self.admission = admission or AdmissionConfig()
         self.alert_rules = alert_rules or AlertRules()

@@ -1,9 +1,10 @@
 """What a caller asks for, validated before a task exists: one pydantic spec per family of task types.
 
 `tabular` (scikit-learn searches), `finetune` (PyTorch fine-tunes), `script` (the user's own script),
-`spaces` (model families and their search spaces), `sources` (what a `data_source` names), `options` (how
-a task is queued). The MCP tools' input schemas are generated from these models, so they are the one
-source of truth for every parameter.
+`preprocess`, `evaluate` and `cleanup` (tasks that train nothing: data preparation, model scoring,
+removing intermediates), `spaces` (model families and their search spaces), `sources` (what a
+`data_source` names), `options` (how a task is queued), `pipeline` (pipelines of stages). The MCP tools'
+input schemas are generated from these models, so they are the one source of truth for every parameter.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from mcp_trainer.errors import InvalidInputError, closest, describe_validation_error
+from mcp_trainer.specs.cleanup import CleanupSpec
+from mcp_trainer.specs.evaluate import EvaluateSpec
 from mcp_trainer.specs.finetune import FINETUNE_TASK_TYPES, FinetuneSpec
+from mcp_trainer.specs.preprocess import PreprocessSpec
 from mcp_trainer.specs.script import SCRIPT_TASK_TYPES, ScriptSpec
 from mcp_trainer.specs.tabular import TABULAR_TASK_TYPES, TabularSpec
 
@@ -24,18 +28,24 @@ __all__ = [
     "SPEC_MODELS",
     "TABULAR_TASK_TYPES",
     "TASK_TYPES",
+    "WORKFLOW_TASK_TYPES",
     "AnySpec",
     "TaskSpec",
     "parse_spec",
 ]
 
 # Every kind of task: add its spec to the union and its task types to the table.
-AnySpec = TabularSpec | FinetuneSpec | ScriptSpec
+AnySpec = TabularSpec | FinetuneSpec | ScriptSpec | PreprocessSpec | EvaluateSpec | CleanupSpec
 TaskSpec = Annotated[AnySpec, Field(discriminator="task_type")]
+# Tasks that train nothing: they prepare data, score models or clean up, alone or as pipeline stages.
+WORKFLOW_TASK_TYPES: tuple[str, ...] = ("preprocess", "evaluate", "cleanup")
 SPEC_MODELS: dict[str, type[AnySpec]] = {
     **dict.fromkeys(TABULAR_TASK_TYPES, TabularSpec),
     **dict.fromkeys(FINETUNE_TASK_TYPES, FinetuneSpec),
     **dict.fromkeys(SCRIPT_TASK_TYPES, ScriptSpec),
+    "preprocess": PreprocessSpec,
+    "evaluate": EvaluateSpec,
+    "cleanup": CleanupSpec,
 }
 TASK_TYPES: tuple[str, ...] = tuple(SPEC_MODELS)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["MAX_DEPENDENCIES", "DependencyPolicy", "Priority", "SubmitOptions"]
+__all__ = ["MAX_DEPENDENCIES", "DependencyPolicy", "Priority", "QueueOptions", "SubmitOptions"]
 
 # What a task does when a task it depends on fails or is cancelled: is cancelled too, or runs anyway.
 DependencyPolicy = Literal["cancel", "run"]
@@ -29,8 +29,9 @@ class Priority(StrEnum):
 _PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
 
 
-class SubmitOptions(BaseModel):
-    """The queueing options every submit tool takes beside its spec."""
+class QueueOptions(BaseModel):
+    """The queueing options every submit tool takes beside its spec (the tools of tasks that never use a
+    GPU take these; the others take `SubmitOptions`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -51,17 +52,12 @@ class SubmitOptions(BaseModel):
         description="Retrying with the same key returns the task the first call made, never a second one.",
     )
     cpu_cores: Annotated[int, Field(ge=1, le=1024)] | None = Field(
-        default=None, description="Cores to claim; default n_parallel_trials, else a share of the free ones."
+        default=None,
+        description="Cores to claim; default n_parallel_trials, else a share of the free ones "
+        "(1 to preprocess, evaluate, clean up).",
     )
     memory_gb: Annotated[float, Field(gt=0, le=65536)] | None = Field(
         default=None, description="Memory to claim in GB; default from the data or model size."
-    )
-    gpu_count: Annotated[float, Field(ge=0, le=64)] | None = Field(
-        default=None,
-        description="GPUs, or a fraction below 1 to share one; default 1 for a fine-tune if any.",
-    )
-    gpu_memory_gb: Annotated[float, Field(gt=0, le=4096)] | None = Field(
-        default=None, description="Free memory needed on each GPU, in GB."
     )
     depends_on: Annotated[list[str], Field(max_length=MAX_DEPENDENCIES)] | None = Field(
         default=None,
@@ -70,4 +66,16 @@ class SubmitOptions(BaseModel):
     on_dependency_failure: DependencyPolicy = Field(
         default="cancel",
         description="If a task in depends_on fails or is cancelled: 'cancel' this one or 'run' it anyway.",
+    )
+
+
+class SubmitOptions(QueueOptions):
+    """The queueing options of the submit tools whose tasks may use a GPU: `QueueOptions` and GPUs."""
+
+    gpu_count: Annotated[float, Field(ge=0, le=64)] | None = Field(
+        default=None,
+        description="GPUs, or a fraction below 1 to share one; default 1 for a fine-tune if any.",
+    )
+    gpu_memory_gb: Annotated[float, Field(gt=0, le=4096)] | None = Field(
+        default=None, description="Free memory needed on each GPU, in GB."
     )

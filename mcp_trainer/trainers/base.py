@@ -54,6 +54,11 @@ class WorkerContext:
     gpus: tuple[int, ...] = ()  # the GPUs it was granted (indexes on this machine; CUDA_VISIBLE_DEVICES)
     # Where the server that runs the queue lets scripts come from (--allow-scripts-from); none: nowhere.
     script_dirs: tuple[Path, ...] = ()
+    # Where the task writes files for later tasks to read (`queue/datasets/<task_id>/`, written whole by
+    # trainers/outputs.py), and the queue's directory, which tasks that work on the queue itself need
+    # (a cleanup). None outside a worker (tests).
+    output_dir: Path | None = None
+    queue_dir: Path | None = None
     min_interval_s: float = 0.25
     progress: Progress = field(default_factory=lambda: Progress(phase="starting"))
     # Work left for after the result is sent (the report plots): the task completes without waiting.

@@ -18,6 +18,11 @@ TRAINERS: dict[str, str] = {
     **dict.fromkeys(FINETUNE_TASK_TYPES, "mcp_trainer.trainers.finetune.trainer:FinetuneTrainer"),
     # The user's own script, a child process of the worker (forked from the scikit-learn forkserver).
     **dict.fromkeys(SCRIPT_TASK_TYPES, "mcp_trainer.trainers.script.trainer:ScriptTrainer"),
+    "preprocess": "mcp_trainer.trainers.preprocess.trainer:PreprocessTrainer",
+    "evaluate": "mcp_trainer.trainers.evaluate.trainer:EvaluateTrainer",
+    # A cleanup works on the queue (its store, maintenance's pruning), which trainers may not import: its
+    # trainer lives in the engine, and is loaded by name in the worker, whose entry point is the engine's.
+    "cleanup": "mcp_trainer.engine.cleanup:CleanupTrainer",
 }
 
 

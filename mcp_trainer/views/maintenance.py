@@ -51,6 +51,7 @@ class DiskReport(BaseModel):
     task_files: DiskUse = Field(description="queue/<task_id>.json")
     logs: DiskUse
     work: DiskUse = Field(description="searches' studies and fine-tunes' checkpoints")
+    datasets: DiskUse = Field(description="what tasks wrote for later tasks (preprocess outputs)")
     archive: DiskUse
     corrupt: DiskUse
     models: ModelsUse
@@ -79,6 +80,10 @@ class MaintenanceReport(BaseModel):
     archived: Freed = Field(
         description="tasks ended over archive_after_days ago, moved to queue/archive/ (bytes: their task "
         "files, logs and work folders removed)"
+    )
+    datasets_pruned: Freed = Field(
+        description="queue/datasets/<task_id>/ of tasks archived in this run, and of no task once untouched "
+        "for prune_work_after_days (a live task keeps its datasets until a cleanup task removes them)"
     )
     archive_files: list[str] = Field(description="archive files written (or that would be)")
     disk: DiskReport = Field(description="after this run (a dry run: now)")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from mcp_trainer.views.tasks import iso
 
 __all__ = [
+    "Evaluation",
     "Generation",
     "ModelInfo",
     "ModelPage",
@@ -144,6 +145,19 @@ class ReportPlot(BaseModel):
     included: bool = Field(description="whether this answer carries the image")
 
 
+class Evaluation(BaseModel):
+    """An evaluate task's scores of this model on a data file, and its plots of those rows."""
+
+    task_id: str = Field(description="the evaluate task")
+    data_source: str | None
+    target: list[str]
+    n_rows: int | None
+    metrics: dict[str, float]
+    created_at: str | None
+    plots: list[ReportPlot] = Field(description="named '<task_id>/<plot>': pass that in `plots`")
+    not_drawn: dict[str, str] = Field(default_factory=dict, description="plots it lacks, with the reason")
+
+
 class ModelReport(BaseModel):
     """A model's readable summary and its report plots (the images travel as MCP image content)."""
 
@@ -153,5 +167,8 @@ class ModelReport(BaseModel):
     not_drawn: dict[str, str] = Field(description="plots this model lacks, with the reason")
     being_drawn: list[str] = Field(
         default_factory=list, description="plots still being drawn; ask again soon"
+    )
+    evaluations: list[Evaluation] = Field(
+        default_factory=list, description="evaluate tasks' scores of this model on other data, newest first"
     )
     note: str | None = Field(None, description="what was left out of this answer and how to ask for it")

@@ -77,7 +77,8 @@ class TaskStatusView(BaseModel):
     )
     cv_score: float | None = None
     outputs: dict[str, Any] | None = Field(
-        None, description="named outputs a later pipeline stage can use (a script's exit_code, artifacts)"
+        None,
+        description="what a completed task made for later tasks: output_path, best_model_id, exit_code, ...",
     )
     error: TaskError | None = None
     next_attempt_at: str | None = None

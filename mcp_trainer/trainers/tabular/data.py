@@ -24,7 +24,14 @@ from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import TaskFailure
 from mcp_trainer.trainers.tabular.features import DateFeatures, parse_dates
 
-__all__ = ["TabularData", "as_category_strings", "build_preprocessor", "load_tabular", "read_frame"]
+__all__ = [
+    "TabularData",
+    "as_category_strings",
+    "build_preprocessor",
+    "load_frame",
+    "load_tabular",
+    "read_frame",
+]
 
 
 @dataclass
@@ -114,21 +121,28 @@ def load_tabular(spec: TabularSpec) -> TabularData:
     )
 
 
-def _read(spec: TabularSpec, source: DataSource) -> pd.DataFrame:
-    """The data source as a frame whose columns include the spec's targets and features."""
+def load_frame(data_source: str) -> pd.DataFrame:
+    """The whole data source as a frame, its column names stripped; raises TaskFailure (data_error) when
+    it is gone or cannot be read."""
     try:
-        frame = read_frame(source)
+        frame = read_frame(parse_source(data_source))
     except FileNotFoundError:
         raise TaskFailure(
             ErrorKind.DATA_ERROR,
-            f"data_source {spec.data_source!r} no longer exists.",
+            f"data_source {data_source!r} no longer exists.",
             "Restore it and submit again.",
         ) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
         raise TaskFailure(
-            ErrorKind.DATA_ERROR, f"data_source {spec.data_source!r} could not be read: {exc}."
+            ErrorKind.DATA_ERROR, f"data_source {data_source!r} could not be read: {exc}."
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read(spec: TabularSpec, source: DataSource) -> pd.DataFrame:
+    """The data source as a frame whose columns include the spec's targets and features."""
+    frame = load_frame(spec.data_source)
     missing = [c for c in [*spec.targets, *(spec.feature_columns or [])] if c not in frame.columns]
     if missing:
         name = source.path.name if source.path else spec.data_source

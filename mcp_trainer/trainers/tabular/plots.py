@@ -59,6 +59,7 @@ class HeldOut:
     classes: list[Any] | None = None  # classification: the model's classes, the column order of `scores`
     scores: Any = None  # classification: decision_function or predict_proba output; None if neither
     score_source: str | None = None  # "decision_function" or "predict_proba"
+    scope: str = "held out"  # which rows, as the plots' titles name them (an evaluation: its data file)
 
 
 # -- drawing helpers -----------------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def confusion_png(h: HeldOut) -> bytes:
         ax.set_yticks(ticks, labels)
     accuracy = float(np.trace(matrix)) / max(int(matrix.sum()), 1)
     ax.set_title(
-        f"Confusion matrix (held out, {int(matrix.sum())} rows, accuracy {accuracy:.3f})", fontsize=11
+        f"Confusion matrix ({h.scope}, {int(matrix.sum())} rows, accuracy {accuracy:.3f})", fontsize=11
     )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -256,7 +257,7 @@ def _one_vs_rest(h: HeldOut) -> list[tuple[str, Any, Any]]:
 def _curve_title(kind: str, h: HeldOut, n_curves: int) -> str:
     k = len(h.classes or [])
     scope = "" if k == 2 else f", one vs rest, {n_curves} of {k} classes"
-    return f"{kind} curve (held out{scope}; {h.score_source})"
+    return f"{kind} curve ({h.scope}{scope}; {h.score_source})"
 
 
 def roc_png(h: HeldOut) -> bytes:
@@ -352,7 +353,7 @@ def predicted_vs_actual_png(h: HeldOut) -> bytes:
         ax.set_ylabel("predicted", fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
         ax.grid(alpha=0.3)
-    _titles(fig, panels, f"Predicted vs actual (held out{note})", titles)
+    _titles(fig, panels, f"Predicted vs actual ({h.scope}{note})", titles)
     return _png(fig)
 
 
@@ -370,5 +371,5 @@ def residuals_png(h: HeldOut) -> bytes:
         ax.set_ylabel("actual - predicted", fontsize=8 if small else 10)
         ax.tick_params(labelsize=7 if small else 9)
         ax.grid(alpha=0.3)
-    _titles(fig, panels, f"Residuals (held out{note})", titles)
+    _titles(fig, panels, f"Residuals ({h.scope}{note})", titles)
     return _png(fig)

@@ -17,7 +17,7 @@ from mcp_trainer.specs.sources import parse_source
 from mcp_trainer.trainers.tabular.data import as_category_strings, read_frame
 from mcp_trainer.trainers.tabular.features import parse_dates
 
-__all__ = ["MAX_PREDICT_ROWS", "predict"]
+__all__ = ["MAX_PREDICT_ROWS", "load_model", "model_inputs", "predict", "unseen_categories"]
 
 MAX_PREDICT_ROWS = 10_000
 
@@ -44,6 +44,13 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
                 f"data_source has more than the {MAX_PREDICT_ROWS} rows one call predicts.",
                 "Split the data into files of at most that many rows.",
             )
+    return model_inputs(meta, frame)
+
+
+def model_inputs(meta: dict[str, Any], frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns a saved model reads, taken from `frame` and typed as in training (numbers as floats,
+    categories and dates as text); InvalidInputError names a missing column or a value it cannot take."""
+    features: list[str] = meta["features"]["names"]
     missing = [f for f in features if f not in frame.columns]
     if missing:
         raise InvalidInputError(f"Missing feature columns: {missing}.", f"The model needs: {features}.")
@@ -70,6 +77,13 @@ def _frame(meta: dict[str, Any], rows: list[dict[str, Any]] | None, data_source:
     return frame
 
 
+def load_model(models_dir: Path, model_id: str, signer: ModelSigner) -> tuple[Any, dict[str, Any]]:
+    """A saved model, unpickled only once its sha256 matches its metadata and its signature verifies, and
+    its metadata; InvalidInputError otherwise (artifacts/model_dir.py)."""
+    data, meta = verified_model_bytes(models_dir, model_id, signer)
+    return joblib.load(io.BytesIO(data)), meta
+
+
 def _predict(model: Any, frame: pd.DataFrame) -> Any:
     """The model's predictions; missing values it cannot fill (a model saved before every model imputed
     them) are refused in words."""
@@ -86,7 +100,7 @@ def _predict(model: Any, frame: pd.DataFrame) -> Any:
         ) from None
 
 
-def _unseen_categories(model: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
+def unseen_categories(model: Any, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A note for every category value the model never saw in training: its one-hot encoding is all
     zeros, as if the value were missing, and the caller should know the prediction rests on that."""
     known = _known_categories(model)
@@ -145,8 +159,7 @@ def predict(
     signing_key_file: str,
 ) -> dict[str, Any]:
     """Predictions (and class probabilities where the model has them) for rows or a data source."""
-    data, meta = verified_model_bytes(Path(models_dir), model_id, ModelSigner(Path(signing_key_file)))
-    model = joblib.load(io.BytesIO(data))
+    model, meta = load_model(Path(models_dir), model_id, ModelSigner(Path(signing_key_file)))
     frame = _frame(meta, rows, data_source)
     predictions = _predict(model, frame)
     out: dict[str, Any] = {
@@ -154,7 +167,7 @@ def predict(
         "n_rows": len(frame),
         "classes": None,
         "probabilities": None,
-        "notes": _unseen_categories(model, frame) + _unparsed_dates(meta, frame),
+        "notes": unseen_categories(model, frame) + _unparsed_dates(meta, frame),
     }
     if predictions.ndim == 2:
         out["predictions"] = [_plain(row) for row in predictions]

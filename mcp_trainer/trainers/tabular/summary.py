@@ -18,11 +18,18 @@ from mcp_trainer.specs.tabular import TabularSpec
 from mcp_trainer.trainers.base import WorkerContext
 from mcp_trainer.trainers.tabular.data import TabularData
 
-__all__ = ["classification_metrics", "held_out_metrics", "metadata_for", "summary_markdown"]
+__all__ = ["classification_metrics", "held_out_metrics", "metadata_for", "metrics_of", "summary_markdown"]
 
 
 def held_out_metrics(spec: TabularSpec, y: Any, pred: Any, scores: Any) -> dict[str, float]:
-    if spec.is_classification:
+    return metrics_of(spec.is_classification, y, pred, scores)
+
+
+def metrics_of(classification: bool, y: Any, pred: Any, scores: Any) -> dict[str, float]:
+    """The metrics a model is reported with (training's held-out split, an evaluation's data):
+    classification: accuracy, balanced accuracy, macro F1, precision and recall, and ROC AUC for two
+    classes with scores; regression: R², MAE and RMSE (averaged over several targets)."""
+    if classification:
         out = classification_metrics(y, pred)
         if len(np.unique(y)) == 2 and scores is not None and np.ndim(scores) == 1:
             out["roc_auc"] = skm.roc_auc_score(y, scores)

@@ -1,0 +1,1 @@
+"""evaluate tasks: saved tabular models scored on a data file, with report plots, and compared."""
