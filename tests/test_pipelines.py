@@ -23,6 +23,7 @@ from mcp_trainer.engine.pipeline_plan import Skip, Submit, TaskFacts, next_actio
 from mcp_trainer.pipeline_records import PipelineRecord, StageState
 from mcp_trainer.records import TaskStatus
 from mcp_trainer.server import ServerConfig, build_server
+from mcp_trainer.service.templates import template_stages
 from mcp_trainer.views.pipelines import PipelineStatusView
 
 pytestmark = pytest.mark.anyio
@@ -334,3 +335,44 @@ async def test_a_stage_the_full_queue_cannot_take_yet_says_so_and_is_queued_once
         await svc.advance_pipelines()
         second = (await svc.pipeline_status(view.pipeline_id)).stages[1]
         assert second.status == "queued" and second.task_id is not None and second.note is None
+
+
+async def test_the_compare_families_template_splits_trains_in_parallel_and_names_the_best_on_held_out_rows(
+    queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    arguments = {
+        "data_source": str(blobs_csv),
+        "target_column": "label",
+        "task_types": ["svm_classification", "random_forest_classification"],
+        "test_size": 0.25,
+        "n_trials": 2,
+    }
+    async with TrainingService(queue_dir, models_dir, max_concurrent=3, poll_interval_s=0.05) as svc:
+        view = await svc.submit_pipeline(
+            "compare", template_stages("compare_families", arguments), template="compare_families"
+        )
+        assert [s.name for s in view.stages] == [
+            "prep",
+            "train_svm_classification",
+            "train_random_forest_classification",
+            "evaluate",
+        ]
+        done = await ended(svc, view.pipeline_id, timeout=240)
+        assert done.status == "completed", done
+        stages = {s.name: s for s in done.stages}
+        prep, evaluate = stages["prep"].outputs or {}, stages["evaluate"].outputs or {}
+        assert prep["n_test_rows"] == 30 and prep["n_train_rows"] == 90
+        trained = {stages[n].outputs["model_id"] for n in stages if n.startswith("train_")}  # type: ignore[index]
+        assert evaluate["best_model_id"] in trained
+        assert {row["model_id"] for row in evaluate["comparison"]} == trained
+        assert all(row["n_rows"] == 30 for row in evaluate["comparison"])
+
+
+def test_the_fine_tune_template_cleans_up_the_fine_tunes_checkpoints_after_it() -> None:
+    stages = template_stages(
+        "finetune_then_clean_up", {"finetune": {"task_type": "text_classification_finetune"}}
+    )
+    assert stages[1] == {
+        "name": "cleanup",
+        "task": {"task_type": "cleanup", "task_ids": ["${finetune.task_id}"], "remove": ["checkpoints"]},
+    }

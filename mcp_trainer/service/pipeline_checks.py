@@ -9,6 +9,7 @@ a submit of that task would be.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +84,9 @@ def _checked_stage(stage: StageSpec, where: Where, machine: Machine) -> AnySpec:
     """The stage's task spec, validated (with samples for its references); in full when it has none."""
     try:
         arguments, options = split_arguments(stage.name, stage.task)
-        sampled = resolve(arguments, lambda _stage, output: _sample(output))
+        sampled = resolve(arguments, _sample)
         parsed = parse_spec(sampled)
-        queued = SubmitOptions.model_validate(resolve(options, lambda _stage, output: _sample(output)))
+        queued = SubmitOptions.model_validate(resolve(options, _sample))
         if not references_in(stage.task):
             resolve_request(check_spec(parsed, *where), queued, machine)
         return parsed
@@ -96,14 +97,16 @@ def _checked_stage(stage: StageSpec, where: Where, machine: Machine) -> AnySpec:
         raise InvalidInputError(f"stage {stage.name!r}: {exc.message}", exc.hint) from None
 
 
-def _sample(output: str) -> Any:
-    """A value of the right shape for a reference to `output`, for validating the rest of a stage."""
+def _sample(stage: str, output: str) -> Any:
+    """A value of the right shape for a reference to `output` of `stage`, for validating the rest of a
+    stage; two references to different stages get different values (a list of model ids stays valid)."""
+    tag = hashlib.sha256(f"{stage}.{output}".encode()).hexdigest()[:8]
     if output.endswith("model_id"):
-        return "model_20000101T000000_00000000"
+        return f"model_20000101T000000_{tag}"
     if output == "task_id":
-        return "task_20000101T000000_00000000"
+        return f"task_20000101T000000_{tag}"
     if output.endswith(("_path", "_dir")):
-        return "/pipeline-reference/sample.csv"
+        return f"/pipeline-reference/{stage}/{output}.csv"
     if output.startswith("n_") or output.endswith(("_code", "_bytes")):
         return 1
     return "reference"
