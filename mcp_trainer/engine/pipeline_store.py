@@ -30,10 +30,10 @@ class PipelineStore:
     def __init__(self, tasks: TaskStore) -> None:
         self.tasks = tasks
         self.layout = tasks.layout
-        real_dir(self.layout.pipelines_dir)
 
     def create(self, record: PipelineRecord) -> None:
         with self.tasks.locked():
+            real_dir(self.layout.pipelines_dir)  # made with the first pipeline
             self._write(record)
 
     def get(self, pipeline_id: str) -> PipelineRecord:
@@ -63,16 +63,13 @@ class PipelineStore:
 
     def ids(self) -> list[str]:
         """Every pipeline's id, newest first."""
-        names = []
-        with os.scandir(self.layout.pipelines_dir) as entries:
-            for entry in entries:
-                if entry.name.endswith(".json") and not entry.name.startswith("."):
-                    names.append(entry.name.removesuffix(".json"))
-        return sorted(names, reverse=True)
+        return sorted(self.mtimes(), reverse=True)
 
     def mtimes(self) -> dict[str, int]:
         """Each pipeline file's mtime (ns): a file changed since it was last seen needs another look."""
         found: dict[str, int] = {}
+        if not self.layout.pipelines_dir.is_dir():
+            return found
         with os.scandir(self.layout.pipelines_dir) as entries:
             for entry in entries:
                 if entry.name.endswith(".json") and not entry.name.startswith("."):

@@ -38,6 +38,8 @@ QUEUE_OWN_FILES = {
     "corrupt",
     "logs",
     "work",
+    "datasets",  # what tasks wrote for later tasks (preprocess)
+    "pipelines",  # one file per pipeline
 }
 _ATTEMPT_LINE = re.compile(r"attempt \d+ of task (task_\S+) ")
 _RESULT_LINE = "completed: model "
