@@ -21,6 +21,7 @@ from mcp_trainer.server import (
     maintenance_tools,
     model_tools,
     pipeline_tools,
+    prompts,
     script_tools,
     task_tools,
     workflow_tools,
@@ -126,6 +127,9 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *maintenance_tools.tools(),
         *pipeline_tools.tools(),
     ]
-    return MCPServer(
+    server = MCPServer(
         "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools
     )
+    for prompt in prompts.prompts():
+        server.add_prompt(prompt)
+    return server
