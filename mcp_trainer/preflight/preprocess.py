@@ -5,7 +5,6 @@ file). A bundled dataset's columns are checked by the worker, which loads it."""
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import math
 from pathlib import Path
@@ -17,6 +16,7 @@ from mcp_trainer.preflight.readers import (
     Sample,
     check_file,
     read_header,
+    text_errors,
     text_rows,
 )
 from mcp_trainer.specs.preprocess import ORDERING_OPS, PreprocessSpec
@@ -47,18 +47,9 @@ def check_preprocess(spec: PreprocessSpec) -> None:
         next(rows)  # the header
         _check_values(Sample(rows), header, watched, spec)
         return
-    try:
-        with text_rows(path, source.format) as (reader, lines):
-            next(reader)
-            _check_values(Sample(reader, lambda: lines.chars), header, watched, spec)
-    except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
-        ) from None
-    except csv.Error as exc:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not valid CSV: {exc}.", "Check quoting around that line."
-        ) from None
+    with text_errors(path), text_rows(path, source.format) as (reader, lines):
+        next(reader)
+        _check_values(Sample(reader, lambda: lines.chars), header, watched, spec)
 
 
 def _check_columns(header: list[str], spec: PreprocessSpec, path: Path) -> None:

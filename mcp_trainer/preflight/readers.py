@@ -39,6 +39,7 @@ __all__ = [
     "check_file",
     "check_header_size",
     "read_header",
+    "text_errors",
     "text_rows",
 ]
 
@@ -274,20 +275,12 @@ def text_rows(path: Path, fmt: str) -> Iterator[tuple[Reader, LineReader]]:
 def read_header(path: Path, fmt: str) -> list[str]:
     """The column names of a data file (stripped; checked for size, emptiness and repeats), reading no
     further than its header. Raises InvalidInputError naming the problem."""
-    try:
+    with text_errors(path):
         if fmt == "parquet":
             header = next(ParquetReader(path, read_rows=False), None)
         else:
             with text_rows(path, fmt) as (reader, _):
                 header = next(reader, None)
-    except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
-        ) from None
-    except csv.Error as exc:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not valid CSV: {exc}.", "Check quoting around that line."
-        ) from None
     if header is None or not any(h.strip() for h in header):
         raise InvalidInputError(
             f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
@@ -300,3 +293,18 @@ def read_header(path: Path, fmt: str) -> list[str]:
             f"Column names repeat in the header: {repeated}.", "Give every column its own name."
         )
     return names
+
+
+@contextlib.contextmanager
+def text_errors(path: Path) -> Iterator[None]:
+    """Say in words that a text data file is not UTF-8, or not valid CSV, where reading it found so."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
+        ) from None
+    except csv.Error as exc:
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is not valid CSV: {exc}.", "Check quoting around that line."
+        ) from None

@@ -3,7 +3,6 @@ text (standard library only: it runs in the server process)."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from mcp_trainer.preflight.readers import (
     Sample,
     check_file,
     check_header_size,
+    text_errors,
     text_rows,
 )
 from mcp_trainer.specs.sources import DataSource, parse_source
@@ -103,17 +103,8 @@ def check_dataset(spec: TabularSpec) -> DatasetSummary:
     check_file(path, text=source.format != "parquet")
     if source.format == "parquet":
         return _check_rows(ParquetReader(path, read_rows=spec.validate_data), spec, path)
-    try:
-        with text_rows(path, source.format) as (reader, lines):
-            return _check_rows(reader, spec, path, lambda: lines.chars)
-    except UnicodeDecodeError:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not UTF-8 text.", "Re-save the file with UTF-8 encoding."
-        ) from None
-    except csv.Error as exc:
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is not valid CSV: {exc}.", "Check quoting around that line."
-        ) from None
+    with text_errors(path), text_rows(path, source.format) as (reader, lines):
+        return _check_rows(reader, spec, path, lambda: lines.chars)
 
 
 def _check_rows(
