@@ -278,12 +278,15 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     _check_maintenance(p, args)
 
 
+_COMMAND_OPTIONS = ("--queue-dir", "--models-dir", "--allow-scripts-from")
+
+
 def _is_command(given: list[str]) -> bool:
     """Whether the arguments name a client command (commands.py), after the directories if given."""
     rest = list(given)
-    while len(rest) >= 2 and rest[0] in ("--queue-dir", "--models-dir"):
+    while len(rest) >= 2 and rest[0] in _COMMAND_OPTIONS:
         rest = rest[2:]
-    while rest and rest[0].startswith(("--queue-dir=", "--models-dir=")):
+    while rest and rest[0].startswith(tuple(f"{o}=" for o in _COMMAND_OPTIONS)):
         rest = rest[1:]
     return bool(rest) and rest[0] in COMMANDS
 

@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--models-dir", type=Path, default=Path("trained_models"), help="default: ./trained_models"
     )
+    p.add_argument(
+        "--allow-scripts-from",
+        type=Path,
+        action="append",
+        default=[],
+        help="as the server's option: script tasks may come from this directory (repeatable)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     submit = sub.add_parser("submit", help="submit a task or a pipeline described in a JSON file")
     submit.add_argument(
@@ -67,7 +74,8 @@ def run_command(argv: list[str]) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    async with TrainingService(args.queue_dir, args.models_dir, execute=False) as svc:
+    scripts = tuple(args.allow_scripts_from)
+    async with TrainingService(args.queue_dir, args.models_dir, execute=False, script_dirs=scripts) as svc:
         answer = await _answer(svc, args)
         print(answer.model_dump_json(indent=2))
         if args.command in ("submit", "retry") and not (await svc.queue_status()).owner_responding:

@@ -59,3 +59,18 @@ def test_the_command_line_refuses_in_sentences_with_exit_status_2(
         assert (code, out) == (2, {}) and message in err, (text, err)
     code, _, err = run(capsys, *where, "status", "task_1")
     assert code == 2 and "is not a task id" in err and "Traceback" not in err
+
+
+def test_a_script_task_is_submitted_from_the_command_line_only_with_the_servers_opt_in(
+    tmp_path: Path, queue_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "train.py").write_text("print('hello')\n")
+    file = tmp_path / "task.json"
+    file.write_text(json.dumps({"task_type": "script", "script": str(scripts / "train.py")}))
+    where = ("--queue-dir", str(queue_dir), "--models-dir", str(tmp_path / "models"))
+    code, _, err = run(capsys, *where, "submit", str(file))
+    assert code == 2 and "--allow-scripts-from" in err
+    code, made, _ = run(capsys, *where, "--allow-scripts-from", str(scripts), "submit", str(file))
+    assert code == 0 and made["task_type"] == "script" and made["status"] == "queued"
