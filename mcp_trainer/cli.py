@@ -293,7 +293,7 @@ def _is_command(given: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
-    if (given and given[0] in COMMANDS) or any(a in COMMANDS for a in given[:5] if not a.startswith("-")):
+    if _is_command(given):
         logging.basicConfig(
             stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
         )
