@@ -4,11 +4,13 @@ forever. Real processes: tests/test_resources.py."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from scripted import FakeMetrics, bench, gpu
 
+from mcp_trainer.engine import outcome
 from mcp_trainer.engine.admission import Thresholds
 from mcp_trainer.engine.layout import QueueLayout
 from mcp_trainer.engine.starts import AdmissionConfig
@@ -133,6 +135,27 @@ async def test_a_completed_tasks_slot_is_free_while_its_worker_draws_but_its_gpu
         assert not b.started(third)  # the second's worker still holds its GPU, and so its slot
         b.executor.end(second)
         await b.until(lambda: b.started(third))
+
+
+async def test_a_completed_tasks_slot_frees_only_once_its_task_file_says_completed(
+    queue_dir: Path, models_dir: Path
+) -> None:
+    async with bench(queue_dir, models_dir, FakeMetrics(cpus=4), limit=1) as b:
+        write_ending = b.scheduler._write_ending
+
+        def slow_write(task_id: str, end: outcome.Ending) -> bool:
+            time.sleep(0.3)  # a busy disk: the completion takes a while to reach the task file
+            return write_ending(task_id, end)
+
+        b.scheduler._write_ending = slow_write  # type: ignore[method-assign]
+        first = b.add(cores=1)
+        await b.until(lambda: b.started(first))
+        second = b.add(cores=1)
+        b.executor.send(first, "result", {"model_id": "model_x", "model_dir": "/m"})
+        await b.until(lambda: b.started(second))
+        completed_at = next(t.at for t in b.get(first).history if t.status is TaskStatus.COMPLETED)
+        second_started_at = next(t.at for t in b.get(second).history if t.status is TaskStatus.RUNNING)
+        assert completed_at <= second_started_at  # never two running at once in the task files
 
 
 async def test_the_scheduler_has_the_executor_prepare_for_a_fine_tune_while_it_waits(

@@ -418,8 +418,9 @@ class Scheduler:
 
     async def _record(self, entry: _Running) -> None:
         """Write how the attempt ended; when the write fails (a full disk), keep the ending and retry it
-        about once a second until it is recorded."""
-        entry.recorded = True
+        about once a second until it is recorded. The entry counts as recorded only once the write is
+        done (or kept for a retry): a completed task frees its slot then (`holds_slot`), so that no new task
+        starts while the task file still says this one runs."""
         kind, payload = entry.ending or (None, {})
         end = outcome.Ending(
             kind=kind,
@@ -429,8 +430,11 @@ class Scheduler:
             shutting_down=self._shutting_down,
             exit_description=entry.handle.exit_description() if entry.handle else "did not start",
         )
-        if not await off_loop(self._write_ending, entry.record.task_id, end):
-            self._unrecorded[entry.record.task_id] = end
+        try:
+            if not await off_loop(self._write_ending, entry.record.task_id, end):
+                self._unrecorded[entry.record.task_id] = end
+        finally:  # cancelled meanwhile, the write still ends in its thread: never record twice
+            entry.recorded = True
 
     def _write_ending(self, task_id: str, end: outcome.Ending) -> bool:
         """Blocking; False when the write failed (it is logged). A model saved by an attempt whose task
