@@ -11,18 +11,24 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import Context
 
-__all__ = ["actor_of"]
+__all__ = ["actor_of", "actor_of_request"]
 
 
 def actor_of(ctx: Context[Any, Any], tool: str) -> dict[str, object]:
     """The actor of a call of `tool` made in the request `ctx` belongs to."""
-    actor: dict[str, object] = {"via": "stdio"}
     try:
         request_context = ctx.request_context
     except ValueError:  # not in a request
-        return {**actor, "tool": tool, "pid": os.getpid()}
+        return {"via": "stdio", "tool": tool, "pid": os.getpid()}
+    return actor_of_request(request_context, tool)
+
+
+def actor_of_request(request_context: ServerRequestContext[Any, Any], tool: str) -> dict[str, object]:
+    """The actor of a request (a tool call, or a method such as `tasks/cancel`) named `tool`."""
+    actor: dict[str, object] = {"via": "stdio"}
     request = request_context.request
     if request is not None:
         actor["via"] = "http"

@@ -26,6 +26,7 @@ from mcp_trainer.server import (
     task_tools,
     workflow_tools,
 )
+from mcp_trainer.server.tasks_extension import TasksExtension
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.maintenance import (
@@ -128,7 +129,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *pipeline_tools.tools(),
     ]
     server = MCPServer(
-        "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools
+        "mcp-trainer",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        tools=tools,
+        extensions=[TasksExtension()],  # tool calls as tasks of the queue, for clients that ask
     )
     for prompt in prompts.prompts():
         server.add_prompt(prompt)
