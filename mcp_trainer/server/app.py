@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
@@ -21,10 +22,12 @@ from mcp_trainer.server import (
     maintenance_tools,
     model_tools,
     pipeline_tools,
+    resource_handlers,
     script_tools,
     task_tools,
     workflow_tools,
 )
+from mcp_trainer.server.subscriptions import Subscriptions
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.maintenance import (
@@ -116,6 +119,14 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
                 yield service
                 tg.cancel_scope.cancel()
 
+    bus = InMemorySubscriptionBus()
+    subscriptions = Subscriptions(bus)  # who watches which trainer:// resource (subscriptions.py)
+
+    @contextlib.asynccontextmanager
+    async def watched(server: MCPServer[TrainingService]) -> AsyncIterator[TrainingService]:
+        async with lifespan(server) as service, subscriptions.watching(service):
+            yield service
+
     tools = [
         *task_tools.tools(),
         *catalog_tools.tools(),
@@ -126,6 +137,13 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *maintenance_tools.tools(),
         *pipeline_tools.tools(),
     ]
-    return MCPServer(
-        "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools
+    server = MCPServer(
+        "mcp-trainer",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=watched,
+        tools=tools,
+        subscriptions=bus,
     )
+    resource_handlers.install(server, subscriptions)
+    return server
