@@ -25,6 +25,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from mcp.shared.uri_template import UriTemplate
 
+from mcp_trainer.artifacts.model_dir import REPORT_PLOTS
 from mcp_trainer.errors import InvalidStateError, TrainerError
 from mcp_trainer.service.training import TrainingService
 
@@ -155,8 +156,7 @@ KINDS: tuple[Kind, ...] = (
         "trainer://models/{model_id}/plots/{+plot}",
         "model_plot",
         "A model's report plot",
-        "One PNG: optimization_history, param_importances, confusion_matrix, roc_curve, pr_curve, "
-        "predicted_vs_actual, residuals, feature_importances or loss_curve; an evaluation's is "
+        f"One PNG, by name: {', '.join(REPORT_PLOTS)} (those the model has); an evaluation's is "
         "<task_id>/<name>.",
         "image/png",
         _plot,
@@ -180,7 +180,7 @@ def is_trainer_uri(uri: str) -> bool:
 
 
 def _refused(uri: str, message: str) -> MCPError:
-    return MCPError(code=types.INVALID_PARAMS, message=message, data={"uri": uri})
+    return MCPError(code=types.INVALID_PARAMS, message=message, data={"uri": uri[:1000]})
 
 
 def _match(uri: str) -> tuple[Kind, dict[str, str]]:
