@@ -14,6 +14,7 @@ __all__ = [
     "check_model_id",
     "check_pipeline_id",
     "check_task_id",
+    "is_model_id",
     "is_task_id",
     "model_id_for",
     "new_pipeline_id",
@@ -53,6 +54,11 @@ def _checked(value: object, pattern: re.Pattern[str], kind: str, where: str) -> 
 def is_task_id(text: str) -> bool:
     """Whether `text` is a well-formed task id."""
     return _TASK_RE.fullmatch(text) is not None
+
+
+def is_model_id(text: str) -> bool:
+    """Whether `text` is a well-formed model id."""
+    return _MODEL_RE.fullmatch(text) is not None
 
 
 def all_task_ids(texts: Iterable[str]) -> bool:

@@ -162,8 +162,11 @@ async def test_get_model_report_returns_only_the_plots_asked_for(
     summary_only = await client.call_tool("get_model_report", {"model_id": model_id, "plots": []})
     assert summary_only.structured_content is not None
     assert not any(p["included"] for p in summary_only.structured_content["plots"])
-    assert [b.type for b in summary_only.content] == ["text"]
+    assert [b.type for b in summary_only.content if b.type != "resource_link"] == ["text"]
     assert summary_only.content[0].text.startswith(f"# {model_id}")  # type: ignore[union-attr]
+    links = [str(b.uri) for b in summary_only.content if b.type == "resource_link"]
+    assert links[0] == f"trainer://models/{model_id}"
+    assert f"trainer://models/{model_id}/plots/roc_curve" in links  # every plot it has, as a resource
 
 
 async def test_unknown_models_and_plots_are_errors_that_say_how_to_fix_them(
@@ -214,7 +217,7 @@ async def test_a_model_from_before_reports_gets_its_summary_and_a_note(
     async with Client(build_server(config), mode="legacy") as client:
         result = await client.call_tool("get_model_report", {"model_id": ids["binary"]})
     assert not result.is_error, result.content
-    assert [b.type for b in result.content] == ["text"]
+    assert [b.type for b in result.content] == ["text", "resource_link"]  # the model, and no plot
     assert "trained before report plots existed" in result.content[0].text  # type: ignore[union-attr]
     assert result.structured_content is not None and result.structured_content["plots"] == []
 

@@ -2,7 +2,8 @@
 
 `app` builds the server; one module per group of tools (`task_tools`, `model_tools`, `finetune_tools`,
 `catalog_tools`); `arguments` and `schema` make every tool's parameters from one definition and refuse
-bad arguments in words an agent can act on.
+bad arguments in words an agent can act on. `resources` (the trainer:// resources), `resource_handlers`,
+`completion` and `subscriptions` let a client read and watch what the tools report.
 """
 
 from mcp_trainer.server.app import ServerConfig, build_server

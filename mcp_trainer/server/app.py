@@ -12,6 +12,7 @@ from pathlib import Path
 
 import anyio
 from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from mcp_trainer.engine.alerts import AlertRules
 from mcp_trainer.engine.starts import AdmissionConfig
@@ -22,10 +23,12 @@ from mcp_trainer.server import (
     model_tools,
     pipeline_tools,
     prompts,
+    resource_handlers,
     script_tools,
     task_tools,
     workflow_tools,
 )
+from mcp_trainer.server.subscriptions import Subscriptions
 from mcp_trainer.server.tasks_extension import TasksExtension
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
@@ -118,6 +121,14 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
                 yield service
                 tg.cancel_scope.cancel()
 
+    bus = InMemorySubscriptionBus()
+    subscriptions = Subscriptions(bus)  # who watches which trainer:// resource (subscriptions.py)
+
+    @contextlib.asynccontextmanager
+    async def watched(server: MCPServer[TrainingService]) -> AsyncIterator[TrainingService]:
+        async with lifespan(server) as service, subscriptions.watching(service):
+            yield service
+
     tools = [
         *task_tools.tools(),
         *catalog_tools.tools(),
@@ -132,10 +143,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         "mcp-trainer",
         version=__version__,
         instructions=INSTRUCTIONS,
-        lifespan=lifespan,
+        lifespan=watched,
         tools=tools,
+        subscriptions=bus,
         extensions=[TasksExtension()],  # tool calls as tasks of the queue, for clients that ask
     )
+    resource_handlers.install(server, subscriptions)
     for prompt in prompts.prompts():
         server.add_prompt(prompt)
     return server

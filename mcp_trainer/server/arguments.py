@@ -6,9 +6,10 @@ drops names it does not know. `CheckedArguments` keeps that model and its JSON-s
 turns a refusal into a tool error (`isError`) whose text says what to change.
 
 Tools publish complete input schemas and no output schema. Results still carry `structuredContent`
-(the view model as JSON, views/) and the same JSON as text. Output schemas were 60% of `tools/list`
-(33k of 54.5k characters), which an agent's host sends to the model before any work; the view models
-document every field instead, and the client no longer validates each result against a large schema.
+(the view model as JSON, views/) and the same JSON as text, then links to the trainer:// resources the
+result is about (links.py). Output schemas were 60% of `tools/list` (33k of 54.5k characters), which an
+agent's host sends to the model before any work; the view models document every field instead, and the
+client no longer validates each result against a large schema.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from mcp_trainer.errors import describe_validation_error, unknown_parameter
 from mcp_trainer.server.actor import actor_of
+from mcp_trainer.server.links import links_for
 from mcp_trainer.server.schema import compact_schema
 from mcp_trainer.service.audit import acting_as
 
@@ -72,7 +74,7 @@ class CheckedArguments(FuncMetadata):
         if isinstance(result, BaseModel) and not isinstance(result, CallToolResult | InputRequiredResult):
             data = result.model_dump(mode="json")
             return CallToolResult(
-                content=[TextContent(type="text", text=result.model_dump_json(indent=2))],
+                content=[TextContent(type="text", text=result.model_dump_json(indent=2)), *links_for(result)],
                 structured_content=data,
             )
         return super().convert_result(result)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from mcp_trainer.artifacts.model_dir import REPORT_PLOTS
 from mcp_trainer.server.arguments import make_tool
 from mcp_trainer.server.context import Ctx, service_of, tool_errors
+from mcp_trainer.server.links import model_links
 from mcp_trainer.service.models import MAX_PREDICT_ROWS
 from mcp_trainer.service.paging import MAX_PAGE
 from mcp_trainer.specs.sources import PathText
@@ -84,6 +85,7 @@ async def get_model_report(
         content.append(
             ImageContent(type="image", data=base64.b64encode(png).decode("ascii"), mime_type="image/png")
         )
+    content += model_links(model_id, [p.name for p in report.plots])
     # The summary is the text above: the structured part carries the rest, so a client shows it once.
     return CallToolResult(
         content=content, structured_content=report.model_dump(mode="json", exclude={"summary"})

@@ -360,6 +360,10 @@ class TaskMethods(ServiceCore):
         return await off_loop(self._queue_status)
 
     def _queue_status(self) -> QueueStatus:
+        return QueueStatus(**self._queue_facts(), machine=machine_status(self.models_dir))
+
+    def _queue_facts(self) -> dict[str, Any]:
+        """The queue's status but the machine's load, whose sample costs more (NVML calls). Blocking."""
         parts = self._parts()
         records = parts.store.live_now()  # what has not ended: the running tasks' grants and alerts
         counts = {s.value: n for s, n in parts.store.counts().items()}
@@ -369,7 +373,7 @@ class TaskMethods(ServiceCore):
         silent = None if "beat" not in owner else round(max(0.0, time.time() - owner["beat"]), 1)
         upcoming = runnable_order(parts.store.waiting(), float("inf"))[:5]
         samples = fresh_samples(parts.scheduler)
-        return QueueStatus(
+        return dict(
             running=counts[TaskStatus.RUNNING.value],
             queued=counts[TaskStatus.QUEUED.value] + counts[TaskStatus.RETRYING.value],
             concurrency_limit=int(limit),
@@ -387,7 +391,6 @@ class TaskMethods(ServiceCore):
             this_process_executes=executes,
             queue_dir=str(self.queue_dir),
             models_dir=str(self.models_dir),
-            machine=machine_status(self.models_dir),
             alerts=alerts_of(records, samples, self.alert_rules),
             history=history_of(samples),
         )

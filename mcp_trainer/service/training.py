@@ -41,13 +41,13 @@ from mcp_trainer.service.maintenance import (
 )
 from mcp_trainer.service.models import ModelMethods
 from mcp_trainer.service.monitoring import MonitoringMethods
-from mcp_trainer.service.pipelines import PipelineMethods
 from mcp_trainer.service.roots import Roots
+from mcp_trainer.service.watching import WatchMethods
 
 __all__ = ["DEFAULT_CONCURRENCY", "DEFAULT_MAX_QUEUED", "TrainingService"]
 
 
-class TrainingService(PipelineMethods, ModelMethods, MonitoringMethods, MaintenanceMethods):
+class TrainingService(WatchMethods, ModelMethods, MonitoringMethods, MaintenanceMethods):
     """A training queue in `queue_dir` whose models go to `models_dir`.
 
     With `execute=True` this process competes to own the queue and, while it does, runs tasks in worker
