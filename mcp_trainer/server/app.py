@@ -25,6 +25,8 @@ from mcp_trainer.server import (
     task_tools,
     workflow_tools,
 )
+from mcp_trainer.server.dashboard import app as dashboard_app
+from mcp_trainer.server.dashboard.web import DashboardWeb
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
 from mcp_trainer.service.core import DEFAULT_CONCURRENCY
 from mcp_trainer.service.maintenance import (
@@ -86,8 +88,11 @@ async def _exit_on_signal(service: TrainingService) -> None:
             os._exit(0)
 
 
-def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingService]:
-    """The MCP server over a TrainingService built from `config` when a session starts."""
+def build_server(
+    config: ServerConfig | None = None, *, web: DashboardWeb | None = None
+) -> MCPServer[TrainingService]:
+    """The MCP server over a TrainingService built from `config` when a session starts; with `web`, its
+    HTTP app also serves the dashboard page and API (server/dashboard/web.py) from that service."""
     cfg = config or ServerConfig()
 
     @contextlib.asynccontextmanager
@@ -108,13 +113,14 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             archive_after_days=cfg.archive_after_days,
             prune_work_after_days=cfg.prune_work_after_days,
         ) as service:
-            if not cfg.exit_on_signal:
-                yield service
-                return
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_exit_on_signal, service)
-                yield service
-                tg.cancel_scope.cancel()
+            with web.serving(service) if web is not None else contextlib.nullcontext():
+                if not cfg.exit_on_signal:
+                    yield service
+                    return
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_exit_on_signal, service)
+                    yield service
+                    tg.cancel_scope.cancel()
 
     tools = [
         *task_tools.tools(),
@@ -125,7 +131,16 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *workflow_tools.tools(),
         *maintenance_tools.tools(),
         *pipeline_tools.tools(),
+        *dashboard_app.tools(),
     ]
-    return MCPServer(
-        "mcp-trainer", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan, tools=tools
+    server = MCPServer(
+        "mcp-trainer",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        tools=tools,
+        extensions=[dashboard_app.apps()],
     )
+    if web is not None:
+        web.install(server)
+    return server
