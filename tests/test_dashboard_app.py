@@ -4,6 +4,8 @@ clients without Apps. (The page's adapter for the host bridge runs in tests/test
 
 from __future__ import annotations
 
+import fnmatch
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from mcp_calls import call_error
 
 from mcp_trainer.server import ServerConfig, build_server
 from mcp_trainer.server.dashboard import DASHBOARD_URI
+from mcp_trainer.server.dashboard import page as page_module
 from mcp_trainer.server.dashboard.page import page
 
 pytestmark = pytest.mark.anyio
@@ -90,3 +93,17 @@ async def test_show_dashboard_refuses_a_bad_task_id_and_an_unknown_argument_in_w
     assert "not a task id" in await call_error(client, "show_dashboard", {"task_id": "../etc"})
     message = await call_error(client, "show_dashboard", {"task": "task_20261122T143000_8f3a2c1d"})
     assert "unknown parameter 'task'" in message and "task_id" in message
+
+
+def test_every_asset_is_package_data_and_fills_its_place_in_the_page() -> None:
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    globs = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    shipped = globs["mcp_trainer.server.dashboard"]
+    assets = Path(page_module.__file__).parent / "assets"
+    names = sorted(p.name for p in assets.iterdir())
+    assert names == ["dashboard.css", "dashboard.js", "index.html", "transports.js"]
+    assert all(any(fnmatch.fnmatch(f"assets/{name}", glob) for glob in shipped) for name in names)
+    html = page("http").html
+    assert "{{" not in html
+    for name in names[:2] + names[3:]:
+        assert (assets / name).read_text() in html

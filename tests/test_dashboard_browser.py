@@ -22,6 +22,10 @@ from mcp_trainer.server.dashboard.page import page as dashboard_page
 
 pytestmark = pytest.mark.browser
 ROW = 'tr[data-task-id="{}"]'
+VISIBLE = """() => {{
+  Object.defineProperty(document, 'hidden', {{value: {}, configurable: true}});
+  document.dispatchEvent(new Event('visibilitychange'));
+}}"""
 BLOBS = {"task_type": "svm_classification", "target_column": "label"}
 
 
@@ -62,11 +66,13 @@ def gone(pid: int) -> bool:
         return True
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
+def wait_for(page: Any, condition: Any, timeout: float, what: str) -> None:
+    """Wait for `condition()`, letting the page's events reach their listeners meanwhile (Playwright's
+    sync API delivers them only while it is called: a plain sleep would hold them back)."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g} s"
-        time.sleep(0.1)
+        page.wait_for_timeout(100)
 
 
 def test_the_dashboard_follows_a_running_search_and_cancels_it_from_the_page(
@@ -110,14 +116,14 @@ def test_the_dashboard_follows_a_running_search_and_cancels_it_from_the_page(
             timeout=30_000,
         )
         assert server.record(task_id)["status"] == "cancelled"
-        wait_for(lambda: gone(pid), 15, "the worker ended")
+        wait_for(page, lambda: gone(pid), 15, "the worker ended")
         assert "is cancelled" in page.locator("#toast").inner_text()
         assert page.get_by_role("button", name=f"Retry task {task_id}", exact=True).is_enabled()
         screenshot(page, "web-cancelled")
     assert console.errors == []
 
 
-def test_a_token_protected_dashboard_asks_for_its_token_then_keeps_it_for_the_tab(
+def test_a_token_protected_dashboard_asks_for_its_token_keeps_it_for_the_tab_and_pauses_when_hidden(
     browser: Any, tmp_path: Path, blobs_csv: Path
 ) -> None:
     with http_server(tmp_path, "--no-execute") as server:
@@ -132,7 +138,7 @@ def test_a_token_protected_dashboard_asks_for_its_token_then_keeps_it_for_the_ta
 
         page.locator("#token-input").fill("not-the-token")
         page.locator("#token-panel button[type=submit]").click()
-        wait_for(lambda: refused.count(401) >= 2, 30, "the wrong token refused")
+        wait_for(page, lambda: refused.count(401) >= 2, 30, "the wrong token refused")
         page.locator("#token-error").wait_for(state="visible", timeout=30_000)
         assert "refused that token" in page.locator("#token-error").inner_text()
         page.locator("#token-input").fill(server.token)
@@ -145,6 +151,14 @@ def test_a_token_protected_dashboard_asks_for_its_token_then_keeps_it_for_the_ta
         assert page.locator("#token-panel").is_hidden()
         assert page.context.cookies() == []
 
+        page.evaluate(VISIBLE.format("true"))  # the tab is hidden: no more requests until it shows again
+        page.wait_for_timeout(1000)  # a refresh in flight lands
+        quiet = len(refused)
+        page.wait_for_timeout(3000)
+        assert len(refused) == quiet
+        page.evaluate(VISIBLE.format("false"))
+        wait_for(page, lambda: len(refused) > quiet, 10, "updates resumed")
+
 
 # A host's side of the MCP Apps bridge, as Claude Desktop and others implement it: the app's page in a
 # sandboxed iframe, JSON-RPC over postMessage, tools/call answered here with views the real tools gave.
@@ -153,8 +167,15 @@ HOST = """
   const frame = document.getElementById('app');
   window.calls = [];
   let cancelled = false;
+  let asked = 0;
+  const running = () => {  // answers.steps: a fine-tune's progress, one step further at each status call
+    const t = answers.steps[Math.min(asked++, answers.steps.length - 1)];
+    return {...answers.status, status: 'running', phase: 'training', progress: 100 * t.step / t.total_steps,
+      training: t};
+  };
   const answer = (name) => {
     if (name === 'cancel_training_task') { cancelled = true; return answers.cancelled; }
+    if (name === 'get_task_status' && answers.steps) return running();
     if (name === 'get_task_status') return cancelled ? answers.cancelled : answers.status;
     if (name === 'list_training_tasks') return cancelled ? answers.listAfter : answers.list;
     return {get_queue_status: answers.queue, get_task_logs: answers.logs}[name];
@@ -238,4 +259,29 @@ def test_the_mcp_app_renders_the_queue_and_cancels_through_the_host_bridge(
     app.locator(ROW.format(task_id) + " .badge").filter(has_text="cancelled").wait_for(timeout=30_000)
     assert f'tools/call cancel_training_task {{"task_id":"{task_id}"}}' in page.evaluate("window.calls")
     screenshot(page, "mcp-app-cancelled")
+    assert console.errors == []
+
+
+def test_a_fine_tune_in_the_app_shows_loss_and_learning_rate_curves_as_its_steps_arrive(
+    browser: Any, queue_dir: Path, models_dir: Path, blobs_csv: Path
+) -> None:
+    html, task_id, answers = tool_answers(queue_dir, models_dir, blobs_csv)
+    answers["steps"] = [
+        {"epoch": step / 40, "n_epochs": 1, "step": step, "total_steps": 40, "loss": 2.0 / step,
+         "learning_rate": 5e-5 * (1 - step / 40), "samples_per_s": 31.5, "device": "cpu"}
+        for step in range(1, 41)
+    ]  # fmt: skip
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    console = Console(page)
+    page.set_content('<iframe id="app" sandbox="allow-scripts" style="width:100%;height:980px"></iframe>')
+    page.evaluate(HOST, [html, answers, task_id])
+    app = page.frame_locator("#app")
+    loss = app.locator("#charts figure").filter(has_text="Loss by step").locator("polyline")
+    loss.wait_for(timeout=30_000)
+    wait_for(page, lambda: len(loss.get_attribute("points").split()) >= 4, 30, "four steps drawn")
+    rate = app.locator("#charts figure").filter(has_text="Learning rate by step").locator("polyline")
+    assert len(rate.get_attribute("points").split()) >= 4
+    facts = app.locator("#task-facts").inner_text()
+    assert "Loss" in facts and "Learning rate" in facts and "of 40" in facts
+    screenshot(page, "mcp-app-finetune")
     assert console.errors == []

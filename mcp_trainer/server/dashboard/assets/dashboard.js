@@ -142,7 +142,7 @@
 
   // series: [{name, points: [[x, y], ...]}]; options: {xMin, xMax, yMin, yMax, step, xFormat, label}
   function chart(title, series, options) {
-    const W = 420, H = 150, L = 44, R = 10, T = 8, B = 20;
+    const W = 420, H = 150, L = 60, R = 12, T = 10, B = 22;
     const xText = options.xFormat || ((x) => num(x, 0));
     const all = series.flatMap((s) => s.points.filter((p) => p[1] !== null && Number.isFinite(p[1])));
     const figure = el("figure", { class: "chart" });
@@ -332,10 +332,12 @@
     if (view.training || s.steps.length) {
       const last = s.steps[s.steps.length - 1];
       box.append(chart("Loss by step", [{ name: "loss", points: s.steps.map((p) => [p[0], p[1]]) }], {
+        xMin: 0,
         xMax: view.training ? view.training.total_steps : undefined,
         label: "Training loss by optimizer step" + (last && last[1] !== null ? ", latest " + num(last[1]) : ""),
       }));
       box.append(chart("Learning rate by step", [{ name: "learning rate", points: s.steps.map((p) => [p[0], p[2]]) }], {
+        xMin: 0,
         xMax: view.training ? view.training.total_steps : undefined,
         yMin: 0,
         label: "Learning rate by optimizer step",
