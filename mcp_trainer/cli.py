@@ -384,7 +384,7 @@ def _serve_http(server: MCPServer[Any], args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         log.info("HTTP clients must send 'Authorization: Bearer <token>', the token being in %s", path)
-        served = BearerToken(app, token, public=[PAGE_PATH])
+        served = BearerToken(app, token, public=[PAGE_PATH, f"{PAGE_PATH}/"])  # "/": redirected to the page
     log.info(
         "dashboard: http://%s:%d%s%s",
         _url_host(args.host),

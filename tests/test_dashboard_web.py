@@ -42,6 +42,8 @@ def test_the_page_is_served_without_the_token_and_the_api_only_with_it(served: S
         assert "default-src 'none'" in policy and "script-src 'sha256-" in policy
         assert "connect-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert 'data-transport="http"' in page.text
+        slash = anonymous.get("/dashboard/")
+        assert slash.status_code in (301, 307) and slash.headers["location"].endswith("/dashboard")
         assert anonymous.get("/dashboard/api/queue").status_code == 401
         assert post(anonymous, f"/dashboard/api/tasks/{UNKNOWN}/cancel").status_code == 401
         wrong = {"Authorization": "Bearer not-the-token"}

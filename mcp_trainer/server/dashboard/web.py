@@ -56,6 +56,7 @@ class DashboardWeb:
     def __init__(self, security: TransportSecuritySettings | None = None) -> None:
         self._guard = TransportSecurityMiddleware(security)
         self._service: TrainingService | None = None
+        self._served = page("http")  # read from the package now, not on the event loop at the first visit
 
     @contextlib.contextmanager
     def serving(self, service: TrainingService) -> Iterator[None]:
@@ -85,9 +86,8 @@ class DashboardWeb:
         refused = await self._guard.validate_request(request)
         if refused is not None:
             return refused
-        served = page("http")
-        headers = {**_PAGE_HEADERS, "Content-Security-Policy": served.csp, **_NO_STORE}
-        return HTMLResponse(served.html, headers=headers)
+        headers = {**_PAGE_HEADERS, "Content-Security-Policy": self._served.csp, **_NO_STORE}
+        return HTMLResponse(self._served.html, headers=headers)
 
     def _api(self, call: Call, *, post: bool) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:

@@ -75,7 +75,6 @@ function httpTransport() {
   return {
     name: "http",
     pollMs: 1000,
-    needsToken: () => !token,
     setToken(value) {
       token = value.trim();
       remember(token);
@@ -172,7 +171,6 @@ function appTransport() {
   return {
     name: "mcp-app",
     pollMs: 2000, // each poll is a few tool calls through the host: half the web page's rate
-    needsToken: () => false,
     setToken() {},
     onToolInput: (fn) => listeners.toolInput.push(fn),
     onHostContext: (fn) => listeners.context.push(fn),
