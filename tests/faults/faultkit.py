@@ -38,6 +38,8 @@ QUEUE_OWN_FILES = {
     "corrupt",
     "logs",
     "work",
+    "datasets",  # what tasks write for later tasks (engine/layout.py)
+    "pipelines",  # pipeline records (engine/pipeline_store.py)
 }
 _ATTEMPT_LINE = re.compile(r"attempt \d+ of task (task_\S+) ")
 _RESULT_LINE = "completed: model "
