@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     from mcp_trainer.engine.layout import QueueLayout
     from mcp_trainer.secretfile import SecretFileError
     from mcp_trainer.server import ServerConfig, build_server
+    from mcp_trainer.server.dashboard import DashboardWeb
 
     layout = QueueLayout.at(args.queue_dir)
     try:
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             maintenance_interval_s=args.maintenance_interval or None,
             archive_after_days=args.archive_after_days,
             prune_work_after_days=args.prune_work_after_days,
-        )
+        ),
+        web=DashboardWeb(_security(args)) if args.transport == "streamable-http" else None,
     )
     try:
         if args.transport == "stdio":
@@ -355,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
 def _serve_http(server: MCPServer[Any], args: argparse.Namespace) -> int:
     import uvicorn
 
+    from mcp_trainer.server.dashboard.web import PAGE_PATH
     from mcp_trainer.server.http import BearerToken, TokenFileError, ensure_token
 
     app = server.streamable_http_app(
@@ -384,11 +387,25 @@ def _serve_http(server: MCPServer[Any], args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         log.info("HTTP clients must send 'Authorization: Bearer <token>', the token being in %s", path)
-        served = BearerToken(app, token)
+        served = BearerToken(app, token, public=[PAGE_PATH, f"{PAGE_PATH}/"])  # "/": redirected to the page
+    log.info(
+        "dashboard: http://%s:%d%s%s",
+        _url_host(args.host),
+        args.port,
+        PAGE_PATH,
+        "" if args.no_token else " (it asks for the token; or open it with #token=<token> at the end)",
+    )
     if not (args.data_root or args.no_token):
         log.warning("no --data-root: a client with the token may name any file this server's user can read")
     uvicorn.run(served, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0
+
+
+def _url_host(host: str) -> str:
+    """`host` as a URL names it (an IPv6 address in brackets; any address as loopback)."""
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _security(args: argparse.Namespace) -> TransportSecuritySettings:

@@ -110,7 +110,7 @@ def test_the_command_line_hands_the_caps_and_data_roots_to_the_server(
 ) -> None:
     configs: list[ServerConfig] = []
     build = mcp_trainer.server.build_server
-    monkeypatch.setattr(mcp_trainer.server, "build_server", lambda cfg: configs.append(cfg) or build(cfg))
+    monkeypatch.setattr(mcp_trainer.server, "build_server", lambda c, **k: configs.append(c) or build(c, **k))
     monkeypatch.setattr(uvicorn, "run", lambda app, **_: None)
     dirs = ["--queue-dir", str(tmp_path / "queue"), "--models-dir", str(tmp_path / "models")]
     caps = ["--max-queued", "7", "--max-queued-per-user", "2", "--data-root", str(tmp_path)]

@@ -98,7 +98,8 @@ async def test_the_listing_names_the_queue_and_the_newest_tasks_and_models(
     assert f"trainer://tasks/{done['task_id']}" in listed
     assert listed[f"trainer://tasks/{waiting['task_id']}"].title == "second"
     assert f"trainer://models/{done['model_id']}" in listed
-    assert all(r.mime_type == "application/json" for r in listed.values())
+    assert all(r.mime_type == "application/json" for u, r in listed.items() if u.startswith("trainer://"))
+    assert listed["ui://mcp-trainer/dashboard"].mime_type == "text/html;profile=mcp-app"  # the MCP App's page
 
 
 async def test_a_task_its_log_its_model_and_a_plot_read_as_the_tools_return_them(

@@ -44,6 +44,7 @@ TOOLS = {
     "submit_evaluation_task",
     "submit_cleanup_task",
     "run_maintenance",
+    "show_dashboard",
 }
 
 

@@ -28,6 +28,8 @@ from mcp_trainer.server import (
     task_tools,
     workflow_tools,
 )
+from mcp_trainer.server.dashboard import app as dashboard_app
+from mcp_trainer.server.dashboard.web import DashboardWeb
 from mcp_trainer.server.subscriptions import Subscriptions
 from mcp_trainer.server.tasks_extension import TasksExtension
 from mcp_trainer.service.caps import DEFAULT_MAX_QUEUED
@@ -91,8 +93,11 @@ async def _exit_on_signal(service: TrainingService) -> None:
             os._exit(0)
 
 
-def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingService]:
-    """The MCP server over a TrainingService built from `config` when a session starts."""
+def build_server(
+    config: ServerConfig | None = None, *, web: DashboardWeb | None = None
+) -> MCPServer[TrainingService]:
+    """The MCP server over a TrainingService built from `config` when a session starts; with `web`, its
+    HTTP app also serves the dashboard page and API (server/dashboard/web.py) from that service."""
     cfg = config or ServerConfig()
 
     @contextlib.asynccontextmanager
@@ -113,13 +118,14 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
             archive_after_days=cfg.archive_after_days,
             prune_work_after_days=cfg.prune_work_after_days,
         ) as service:
-            if not cfg.exit_on_signal:
-                yield service
-                return
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_exit_on_signal, service)
-                yield service
-                tg.cancel_scope.cancel()
+            with web.serving(service) if web is not None else contextlib.nullcontext():
+                if not cfg.exit_on_signal:
+                    yield service
+                    return
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(_exit_on_signal, service)
+                    yield service
+                    tg.cancel_scope.cancel()
 
     bus = InMemorySubscriptionBus()
     subscriptions = Subscriptions(bus)  # who watches which trainer:// resource (subscriptions.py)
@@ -138,6 +144,7 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         *workflow_tools.tools(),
         *maintenance_tools.tools(),
         *pipeline_tools.tools(),
+        *dashboard_app.tools(),
     ]
     server = MCPServer(
         "mcp-trainer",
@@ -146,9 +153,12 @@ def build_server(config: ServerConfig | None = None) -> MCPServer[TrainingServic
         lifespan=watched,
         tools=tools,
         subscriptions=bus,
-        extensions=[TasksExtension()],  # tool calls as tasks of the queue, for clients that ask
+        # Tool calls as tasks of the queue, for clients that ask; the dashboard as an MCP App.
+        extensions=[TasksExtension(), dashboard_app.apps()],
     )
     resource_handlers.install(server, subscriptions)
     for prompt in prompts.prompts():
         server.add_prompt(prompt)
+    if web is not None:
+        web.install(server)
     return server

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +56,19 @@ def ensure_token(path: Path) -> tuple[str, bool]:
 
 class BearerToken:
     """ASGI middleware: an HTTP request without `Authorization: Bearer <token>` gets 401 and goes no
-    further. The comparison takes the same time whatever the guess."""
+    further. The comparison takes the same time whatever the guess. A GET of one of the `public` paths
+    (the dashboard's page, which holds no data and asks for the token itself) needs none."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, public: Collection[str] = ()) -> None:
         self.app = app
         self._expected = f"Bearer {token}".encode()
+        self._public = frozenset(public)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan messages pass through
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") in ("GET", "HEAD") and scope.get("path") in self._public:
             await self.app(scope, receive, send)
             return
         given = b""
