@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from mcp_trainer.errors import InvalidInputError
 
 __all__ = [
     "all_task_ids",
+    "check_distinct_ids",
     "check_model_id",
     "check_pipeline_id",
     "check_task_id",
@@ -79,3 +80,16 @@ def check_model_id(model_id: object) -> str:
 def check_pipeline_id(pipeline_id: object) -> str:
     """Return `pipeline_id` if it is well formed; raise InvalidInputError otherwise."""
     return _checked(pipeline_id, _PIPELINE_RE, "pipeline", "copy one from submit_pipeline or list_pipelines")
+
+
+def check_distinct_ids(ids: Iterable[str], check: Callable[[object], str], what: str, one: str) -> None:
+    """For a spec's validator: ValueError when `ids` (the field `what`, each `one`) repeats one or holds
+    a malformed one (`check` says how it reads)."""
+    ids = list(ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{what} names {one} twice")
+    for value in ids:
+        try:
+            check(value)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None

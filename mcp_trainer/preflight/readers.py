@@ -38,6 +38,7 @@ __all__ = [
     "Sample",
     "check_file",
     "check_header_size",
+    "header_names",
     "read_header",
     "text_errors",
     "text_rows",
@@ -272,6 +273,17 @@ def text_rows(path: Path, fmt: str) -> Iterator[tuple[Reader, LineReader]]:
         yield reader, lines
 
 
+def header_names(header: list[str] | None, path: Path) -> list[str]:
+    """A header row's column names, stripped, once it is there, not blank and not oversized; raises
+    InvalidInputError naming the problem."""
+    if header is None or not any(h.strip() for h in header):
+        raise InvalidInputError(
+            f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
+        )
+    check_header_size(header, path)
+    return [h.strip() for h in header]
+
+
 def read_header(path: Path, fmt: str) -> list[str]:
     """The column names of a data file (stripped; checked for size, emptiness and repeats), reading no
     further than its header. Raises InvalidInputError naming the problem."""
@@ -281,12 +293,7 @@ def read_header(path: Path, fmt: str) -> list[str]:
         else:
             with text_rows(path, fmt) as (reader, _):
                 header = next(reader, None)
-    if header is None or not any(h.strip() for h in header):
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
-        )
-    check_header_size(header, path)
-    names = [h.strip() for h in header]
+    names = header_names(header, path)
     repeated = sorted(name for name, times in Counter(names).items() if times > 1)
     if repeated:
         raise InvalidInputError(

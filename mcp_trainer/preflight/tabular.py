@@ -17,7 +17,7 @@ from mcp_trainer.preflight.readers import (
     Reader,
     Sample,
     check_file,
-    check_header_size,
+    header_names,
     text_errors,
     text_rows,
 )
@@ -110,13 +110,7 @@ def check_dataset(spec: TabularSpec) -> DatasetSummary:
 def _check_rows(
     reader: Reader, spec: TabularSpec, path: Path, chars: Callable[[], int] = lambda: 0
 ) -> DatasetSummary:
-    header = next(reader, None)
-    if header is None or not any(h.strip() for h in header):
-        raise InvalidInputError(
-            f"data_source {str(path)!r} is empty.", "Give a file with a header (column names) and data rows."
-        )
-    check_header_size(header, path)
-    header = [h.strip() for h in header]
+    header = header_names(next(reader, None), path)
     _check_header(header, spec, path)
     if not spec.validate_data:
         return DatasetSummary(rows=-1, features=_features(header, spec), categorical=[], classes=None)

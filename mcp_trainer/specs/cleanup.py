@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.ids import check_task_id
+from mcp_trainer.ids import check_distinct_ids, check_task_id
 
 __all__ = ["CLEANUP_PARTS", "MAX_NAMED_TASKS", "CleanupSpec"]
 
@@ -55,14 +54,7 @@ class CleanupSpec(BaseModel):
             raise ValueError("name task_ids, or older_than_days, or both: which tasks to clean up")
         if self.delete_models and not self.task_ids:
             raise ValueError("delete_models removes the models of the tasks named in task_ids: name them")
-        ids = self.task_ids or []
-        if len(set(ids)) != len(ids):
-            raise ValueError("task_ids names a task twice")
-        for task_id in ids:
-            try:
-                check_task_id(task_id)
-            except InvalidInputError as exc:
-                raise ValueError(str(exc)) from None
+        check_distinct_ids(self.task_ids or [], check_task_id, "task_ids", "a task")
         if len(set(self.remove)) != len(self.remove):
             raise ValueError("remove names a part twice")
         return self

@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mcp_trainer.errors import InvalidInputError
-from mcp_trainer.ids import check_model_id
+from mcp_trainer.ids import check_distinct_ids, check_model_id
 from mcp_trainer.specs.sources import PathText
 
 __all__ = ["MAX_EVALUATED", "PRIMARY_METRICS", "EvaluateSpec"]
@@ -63,14 +62,7 @@ class EvaluateSpec(BaseModel):
     def _consistent(self) -> EvaluateSpec:
         if (self.model_id is None) == (self.model_ids is None):
             raise ValueError("give model_id (one model) or model_ids (several), not both and not neither")
-        models = self.models
-        if len(set(models)) != len(models):
-            raise ValueError("model_ids names a model twice")
-        for model in models:
-            try:
-                check_model_id(model)
-            except InvalidInputError as exc:
-                raise ValueError(str(exc)) from None
+        check_distinct_ids(self.models, check_model_id, "model_ids", "a model")
         targets = self.targets
         if targets is not None and (
             not targets or any(not t for t in targets) or len(set(targets)) < len(targets)
